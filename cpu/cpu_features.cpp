@@ -1,0 +1,54 @@
+#include "ferry/cpu_features.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+namespace ferry {
+
+static CpuFeatures detect() {
+  CpuFeatures f;
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  f.avx2 = __builtin_cpu_supports("avx2");
+  f.fma = __builtin_cpu_supports("fma");
+  f.f16c = __builtin_cpu_supports("f16c");
+  f.avx512f = __builtin_cpu_supports("avx512f");
+  f.avx512bw = __builtin_cpu_supports("avx512bw");
+  f.avx512vl = __builtin_cpu_supports("avx512vl");
+  f.avx512dq = __builtin_cpu_supports("avx512dq");
+  f.avx512_vnni = __builtin_cpu_supports("avx512vnni");
+  f.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
+#endif
+  if (const char* cap = std::getenv("FERRY_ISA")) {
+    if (std::strcmp(cap, "avx2") == 0 || std::strcmp(cap, "scalar") == 0) {
+      f.avx512f = f.avx512bw = f.avx512vl = f.avx512dq = f.avx512_vnni = f.avx512_bf16 = false;
+    }
+    if (std::strcmp(cap, "scalar") == 0) f.avx2 = f.fma = f.f16c = false;
+  }
+  return f;
+}
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures features = detect();
+  return features;
+}
+
+std::string CpuFeatures::describe() const {
+  std::string s;
+  auto add = [&](bool on, const char* name) {
+    if (on) s += s.empty() ? name : std::string(" ") + name;
+  };
+  add(avx2, "avx2");
+  add(fma, "fma");
+  add(f16c, "f16c");
+  add(avx512f, "avx512f");
+  add(avx512bw, "avx512bw");
+  add(avx512vl, "avx512vl");
+  add(avx512dq, "avx512dq");
+  add(avx512_vnni, "avx512_vnni");
+  add(avx512_bf16, "avx512_bf16");
+  return s.empty() ? "scalar" : s;
+}
+
+}  // namespace ferry

@@ -1,0 +1,1 @@
+#include "ferry/model_config.h"
