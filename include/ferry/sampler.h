@@ -1,0 +1,48 @@
+// Token sampling: greedy, temperature, top-k, top-p, min-p and repetition penalty, with a seed per
+// request so the same seed and prompt give the same output on every run and every target.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace ferry {
+
+struct SamplingParams {
+  float temperature = 0.0f;        // 0: greedy
+  int top_k = 0;                   // 0: off
+  float top_p = 1.0f;              // 1: off
+  float min_p = 0.0f;              // 0: off; keeps tokens with p >= min_p * p_max
+  float repetition_penalty = 1.0f; // 1: off; HF rule: logit > 0 ? logit / r : logit * r
+  uint64_t seed = 0;
+};
+
+// Validates ranges; throws ferry::Error naming the bad flag.
+void validate(const SamplingParams& p);
+
+// Deterministic 64-bit generator (splitmix64): identical sequences on every platform.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next();
+  double uniform();  // [0, 1)
+ private:
+  uint64_t state_;
+};
+
+class Sampler {
+ public:
+  Sampler(SamplingParams params, int n_vocab);
+  // Picks the next token from logits [V]. `history` is the prompt plus the generated tokens
+  // (for the repetition penalty). Does not modify `logits`.
+  int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
+
+ private:
+  SamplingParams p_;
+  Rng rng_;
+  std::vector<float> work_;        // [V] scratch, reused
+  std::vector<int32_t> order_;     // [V] scratch, reused
+  std::vector<uint8_t> seen_;      // [V] scratch, reused
+  std::vector<double> prob_;       // [V] scratch, reused
+};
+
+}  // namespace ferry
