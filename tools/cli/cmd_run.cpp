@@ -1,0 +1,146 @@
+// ferry run: an offline throughput job over a prompt file. Results are appended to a JSONL file
+// as each request finishes (flushed, so a crash loses nothing finished); --resume skips the ids
+// already there. Progress goes to stderr; tokens/s at the end.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "command.h"
+#include "ferry/checkpoint.h"
+#include "ferry/error.h"
+#include "ferry/generator.h"
+#include "ferry/prompt_file.h"
+#include "ferry/tokenizer.h"
+#include "generation_options.h"
+
+namespace ferry::cli {
+namespace {
+
+struct RunArgs {
+  GenerationOptions gen;
+  std::string prompts;
+  std::string out = "results.jsonl";
+  std::string metrics;
+  bool resume = false;
+  bool progress = true;
+};
+
+std::set<std::string> finished_ids(const std::string& path) {
+  std::set<std::string> ids;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    try {
+      auto j = nlohmann::json::parse(line);
+      if (j.contains("id") && j["id"].is_string()) ids.insert(j["id"].get<std::string>());
+    } catch (const nlohmann::json::exception&) {
+      // a line cut short by a crash: that request runs again
+    }
+  }
+  return ids;
+}
+
+int run_job(RunArgs a) {
+  if (a.gen.model_dir.empty()) a.gen.model_dir = bundled_model_dir();
+  if (a.prompts.empty()) a.prompts = bundled_prompts_file();
+  validate(a.gen.sampling);
+  const auto records = read_prompt_file(a.prompts);
+  auto ckpt = Checkpoint::open(a.gen.model_dir);
+  auto tokenizer = load_tokenizer(a.gen.model_dir);
+  auto model = create_model(*ckpt, a.gen.target);
+
+  std::set<std::string> done = a.resume ? finished_ids(a.out) : std::set<std::string>{};
+  std::vector<GenerationRequest> requests;
+  std::vector<const PromptRecord*> record_of;
+  for (const PromptRecord& r : records) {
+    if (done.count(r.id)) continue;
+    GenerationRequest q;
+    q.id = r.id;
+    q.prompt = tokenizer->encode(r.text, !a.gen.no_bos);
+    q.sampling = a.gen.sampling;
+    q.sampling.seed = a.gen.sampling.seed + static_cast<uint64_t>(r.line);  // per request, reproducible
+    q.max_tokens = r.max_tokens.value_or(a.gen.max_tokens);
+    q.stop = a.gen.stop;
+    q.ignore_eos = a.gen.ignore_eos;
+    requests.push_back(std::move(q));
+    record_of.push_back(&r);
+  }
+  std::FILE* out = std::fopen(a.out.c_str(), a.resume ? "ab" : "wb");
+  if (!out) throw Error("cannot write results to " + a.out + ": check the directory exists and is writable");
+  std::fprintf(stderr, "ferry: %zu prompts from %s (%zu already done), model %s, target %s, batch %d\n",
+               requests.size(), a.prompts.c_str(), done.size(), a.gen.model_dir.c_str(), a.gen.target.target.c_str(),
+               a.gen.batch);
+
+  size_t finished = 0, failed = 0;
+  int64_t generated = 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto last_report = start;
+  Generator generator(*model, *tokenizer, {.max_sequences = a.gen.batch});
+  GenerationStats stats = generator.run(requests, nullptr, [&](GenerationOutput&& o) {
+    const PromptRecord& r = *record_of[o.index];
+    nlohmann::json j = {{"id", r.id},
+                        {"line", r.line},
+                        {"prompt_tokens", o.prompt_tokens},
+                        {"tokens", o.tokens.size()},
+                        {"finish_reason", finish_reason_name(o.finish)},
+                        {"text", o.text}};
+    if (o.finish == FinishReason::Error) {
+      j["error"] = o.error;
+      ++failed;
+      std::fprintf(stderr, "ferry: %s:%d: %s\n", a.prompts.c_str(), r.line, o.error.c_str());
+    }
+    const std::string line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    std::fwrite(line.data(), 1, line.size(), out);
+    std::fflush(out);
+    ++finished;
+    generated += static_cast<int64_t>(o.tokens.size());
+    const auto now = std::chrono::steady_clock::now();
+    if (a.progress && (now - last_report > std::chrono::seconds(1) || finished == requests.size())) {
+      const double s = std::chrono::duration<double>(now - start).count();
+      std::fprintf(stderr, "\rferry: [%zu/%zu] %lld tokens generated, %.1f tok/s   ", finished, requests.size(),
+                   static_cast<long long>(generated), s > 0 ? generated / s : 0.0);
+      last_report = now;
+    }
+  });
+  std::fclose(out);
+  if (a.progress) std::fputc('\n', stderr);
+  std::printf("requests: %lld (%zu failed)\nprompt tokens: %lld\ngenerated tokens: %lld\nwall time: %.2f s\n"
+              "prefill: %.1f tok/s\ndecode: %.1f tok/s\nthroughput: %.1f generated tok/s\nresults: %s\n",
+              static_cast<long long>(stats.requests), failed, static_cast<long long>(stats.prompt_tokens),
+              static_cast<long long>(stats.generated_tokens), stats.wall_seconds,
+              stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0,
+              stats.decode_tokens_per_second(), stats.tokens_per_second(), a.out.c_str());
+  if (!a.metrics.empty()) {
+    nlohmann::json m = {{"requests", stats.requests},          {"failed", failed},
+                        {"prompt_tokens", stats.prompt_tokens}, {"generated_tokens", stats.generated_tokens},
+                        {"wall_seconds", stats.wall_seconds},   {"prefill_seconds", stats.prefill_seconds},
+                        {"decode_seconds", stats.decode_seconds}, {"tokens_per_second", stats.tokens_per_second()},
+                        {"target", a.gen.target.target},        {"batch", a.gen.batch}};
+    std::ofstream(a.metrics) << m.dump(2) << "\n";
+  }
+  return failed == 0 ? 0 : 2;
+}
+
+static RegisterCommand reg{{"run", "Offline job: generate for every prompt in a file, write JSONL results, report tokens/s",
+                            [](CLI::App& app) -> std::function<int()> {
+                              auto a = std::make_shared<RunArgs>();
+                              app.add_option("-m,--model", a->gen.model_dir,
+                                             "Model directory (default: the bundled tiny Mixtral-family model)");
+                              app.add_option("--prompts", a->prompts,
+                                             "Prompt file: one prompt per line, or JSONL with a \"prompt\" field "
+                                             "(default: the bundled prompts)");
+                              app.add_option("-o,--out", a->out, "Results file (JSONL)")->capture_default_str();
+                              app.add_option("--metrics", a->metrics, "Also write run metrics as JSON here");
+                              app.add_flag("--resume", a->resume, "Skip prompts whose id is already in the results file");
+                              app.add_flag("!--no-progress", a->progress, "Do not print progress");
+                              add_generation_options(app, a->gen);
+                              return [a] { return run_job(*a); };
+                            },
+                            5}};
+
+}  // namespace
+}  // namespace ferry::cli

@@ -1,0 +1,35 @@
+#include "generation_options.h"
+
+#include <filesystem>
+
+namespace ferry::cli {
+
+void add_generation_options(CLI::App& app, GenerationOptions& o) {
+  app.add_option("--target", o.target.target, "Where the model runs: reference")->capture_default_str();
+  app.add_option("-n,--max-tokens", o.max_tokens, "Tokens to generate per prompt")->capture_default_str();
+  app.add_option("--temperature,--temp", o.sampling.temperature, "Sampling temperature (0: greedy)")
+      ->capture_default_str();
+  app.add_option("--top-k", o.sampling.top_k, "Keep the k most likely tokens (0: off)")->capture_default_str();
+  app.add_option("--top-p", o.sampling.top_p, "Nucleus sampling mass (1: off)")->capture_default_str();
+  app.add_option("--min-p", o.sampling.min_p, "Drop tokens below min-p x the best probability (0: off)")
+      ->capture_default_str();
+  app.add_option("--repeat-penalty", o.sampling.repetition_penalty, "Repetition penalty (1: off)")
+      ->capture_default_str();
+  app.add_option("--seed", o.sampling.seed, "Random seed (same seed, same output)")->capture_default_str();
+  app.add_option("--stop", o.stop, "Stop before this string (repeatable)");
+  app.add_flag("--ignore-eos", o.ignore_eos, "Keep generating after the end-of-sequence token");
+  app.add_flag("--no-bos", o.no_bos, "Do not add the beginning-of-sequence token");
+  app.add_option("--batch", o.batch, "Sequences decoded together")->capture_default_str();
+}
+
+static std::string find_bundled(const std::string& relative) {
+  // Next to the source tree the binary was built from, or relative to the working directory.
+  for (const std::filesystem::path base : {std::filesystem::path(FERRY_SOURCE_DIR), std::filesystem::current_path()})
+    if (std::filesystem::exists(base / relative)) return (base / relative).string();
+  return relative;
+}
+
+std::string bundled_model_dir() { return find_bundled("tests/data/oracles/mixtral_spm"); }
+std::string bundled_prompts_file() { return find_bundled("tools/data/prompts.txt"); }
+
+}  // namespace ferry::cli

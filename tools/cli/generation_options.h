@@ -1,0 +1,32 @@
+// Options shared by the commands that generate text (generate, run): model, target, sampling.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "ferry/generator.h"
+#include "ferry/model_factory.h"
+#include "ferry/sampler.h"
+
+namespace ferry::cli {
+
+struct GenerationOptions {
+  std::string model_dir;
+  TargetOptions target;
+  SamplingParams sampling;
+  int max_tokens = 128;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  bool no_bos = false;
+  int batch = 16;
+};
+
+// Adds --target, sampling flags, -n, --stop, --ignore-eos, --no-bos, --batch to `app`.
+void add_generation_options(CLI::App& app, GenerationOptions& o);
+
+// The model directory bundled with ferry, used when --model is not given.
+std::string bundled_model_dir();
+std::string bundled_prompts_file();
+
+}  // namespace ferry::cli
