@@ -8,6 +8,8 @@
 #include <memory>
 #include <set>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "command.h"
@@ -79,6 +81,7 @@ int run_job(RunArgs a) {
   int64_t generated = 0;
   const auto start = std::chrono::steady_clock::now();
   auto last_report = start;
+  const bool tty = isatty(fileno(stderr));
   Generator generator(*model, *tokenizer, {.max_sequences = a.gen.batch});
   GenerationStats stats = generator.run(requests, nullptr, [&](GenerationOutput&& o) {
     const PromptRecord& r = *record_of[o.index];
@@ -101,13 +104,14 @@ int run_job(RunArgs a) {
     const auto now = std::chrono::steady_clock::now();
     if (a.progress && (now - last_report > std::chrono::seconds(1) || finished == requests.size())) {
       const double s = std::chrono::duration<double>(now - start).count();
-      std::fprintf(stderr, "\rferry: [%zu/%zu] %lld tokens generated, %.1f tok/s   ", finished, requests.size(),
-                   static_cast<long long>(generated), s > 0 ? generated / s : 0.0);
+      // On a terminal the line updates in place; in a log each report is its own line.
+      std::fprintf(stderr, "%sferry: [%zu/%zu] %lld tokens generated, %.1f tok/s%s", tty ? "\r" : "", finished,
+                   requests.size(), static_cast<long long>(generated), s > 0 ? generated / s : 0.0, tty ? "   " : "\n");
       last_report = now;
     }
   });
   std::fclose(out);
-  if (a.progress) std::fputc('\n', stderr);
+  if (a.progress && tty) std::fputc('\n', stderr);
   std::printf("requests: %lld (%zu failed)\nprompt tokens: %lld\ngenerated tokens: %lld\nwall time: %.2f s\n"
               "prefill: %.1f tok/s\ndecode: %.1f tok/s\nthroughput: %.1f generated tok/s\nresults: %s\n",
               static_cast<long long>(stats.requests), failed, static_cast<long long>(stats.prompt_tokens),

@@ -1,0 +1,181 @@
+// End-to-end tests of `ferry generate` and `ferry run` through the real binary.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "ferry/tokenizer.h"
+#include "test_util.h"
+
+namespace ferry {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/ferry-test-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+void write_file(const fs::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+
+std::vector<nlohmann::json> read_jsonl(const fs::path& p) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(p);
+  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+const std::string kModel = test::oracle_dir("mixtral_spm").string();
+
+TEST(CliGenerate, GreedyOutputIsTheTransformersGreedyText) {
+  auto f = SafetensorsFile::open(test::oracle_dir("mixtral_spm") / "reference.safetensors");
+  auto greedy = test::read_tensor<int64_t>(*f, "greedy.0");
+  auto tok = load_tokenizer(kModel);
+  std::vector<TokenId> ids(greedy.begin(), greedy.end());
+  const std::string expected = tok->decode(ids, /*skip_special=*/true);
+  auto r = test::run_ferry("generate -q --ignore-eos -n 32 -m " + quote(kModel) + " -p 'Hi there'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, expected + "\n");
+}
+
+TEST(CliGenerate, SameSeedSameTextDifferentSeedDifferentText) {
+  const std::string base = "generate -q --ignore-eos -n 24 --temperature 1.0 --top-p 0.95 -m " + quote(kModel) + " -p 'Once upon'";
+  auto a = test::run_ferry(base + " --seed 5"), b = test::run_ferry(base + " --seed 5"), c = test::run_ferry(base + " --seed 6");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out, c.out);
+}
+
+TEST(CliGenerate, StopStringEndsTheTextBeforeIt) {
+  auto full = test::run_ferry("generate -q --ignore-eos -n 32 -m " + quote(kModel) + " -p 'Hi there'");
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  const std::string text = full.out.substr(0, full.out.size() - 1);
+  ASSERT_GT(text.size(), 20u);
+  const std::string stop = text.substr(10, 4);
+  const size_t first = text.find(stop);
+  auto r = test::run_ferry("generate -q --ignore-eos -n 32 -m " + quote(kModel) + " -p 'Hi there' --stop " + quote(stop));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, text.substr(0, first) + "\n");
+}
+
+TEST(CliGenerate, PromptLongerThanTheContextIsAClearError) {
+  std::string prompt;
+  for (int i = 0; i < 600; ++i) prompt += "word ";
+  auto r = test::run_ferry("generate -m " + quote(kModel) + " -p " + quote(prompt));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("context"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("512"), std::string::npos) << r.err;
+}
+
+TEST(CliGenerate, NonexistentModelDirIsAClearError) {
+  auto r = test::run_ferry("generate -m /nonexistent/model-dir -p hi");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("/nonexistent/model-dir"), std::string::npos) << r.err;
+}
+
+TEST(CliGenerate, BadSamplingFlagIsAClearError) {
+  auto r = test::run_ferry("generate -m " + quote(kModel) + " -p hi --top-p 0");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--top-p"), std::string::npos) << r.err;
+}
+
+TEST(CliRun, WritesOneResultPerPromptAndResumeSkipsFinishedOnes) {
+  TempDir dir;
+  write_file(dir.path() / "prompts.txt", "Hello there\n\nThe capital of France is\nOne\\ntwo\n");
+  const std::string out = (dir.path() / "results.jsonl").string();
+  const std::string cmd = "run --no-progress -n 8 --ignore-eos -m " + quote(kModel) + " --prompts " +
+                          quote((dir.path() / "prompts.txt").string()) + " -o " + quote(out);
+  auto r = test::run_ferry(cmd);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto results = read_jsonl(out);
+  ASSERT_EQ(results.size(), 3u);
+  std::set<int> lines;
+  for (auto& j : results) {
+    EXPECT_EQ(j["tokens"], 8);
+    EXPECT_EQ(j["finish_reason"], "length");
+    lines.insert(j["line"].get<int>());
+  }
+  EXPECT_EQ(lines, (std::set<int>{1, 3, 4}));
+  EXPECT_NE(r.out.find("throughput:"), std::string::npos);
+
+  auto again = test::run_ferry(cmd + " --resume");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(read_jsonl(out).size(), 3u);  // nothing re-run
+  EXPECT_NE(again.err.find("3 already done"), std::string::npos) << again.err;
+}
+
+TEST(CliRun, BatchingDoesNotChangeGreedyResults) {
+  TempDir dir;
+  write_file(dir.path() / "p.jsonl",
+             "{\"prompt\": \"Hi there\", \"id\": \"a\"}\n{\"prompt\": \"A much longer prompt about experts\", \"id\": \"b\", "
+             "\"max_tokens\": 5}\n{\"prompt\": \"x\", \"id\": \"c\"}\n");
+  auto run = [&](int batch) {
+    const std::string out = (dir.path() / ("r" + std::to_string(batch) + ".jsonl")).string();
+    auto r = test::run_ferry("run --no-progress -n 12 --ignore-eos --batch " + std::to_string(batch) + " -m " +
+                             quote(kModel) + " --prompts " + quote((dir.path() / "p.jsonl").string()) + " -o " + quote(out));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::map<std::string, std::string> by_id;
+    for (auto& j : read_jsonl(out)) by_id[j["id"]] = j["text"];
+    return by_id;
+  };
+  auto one = run(1), three = run(3);
+  EXPECT_EQ(one, three);
+  ASSERT_EQ(one.size(), 3u);
+}
+
+TEST(CliRun, MalformedJsonLineNamesFileAndLine) {
+  TempDir dir;
+  write_file(dir.path() / "p.jsonl", "{\"prompt\": \"ok\"}\n{\"prompt\": oops}\n");
+  auto r = test::run_ferry("run --no-progress -m " + quote(kModel) + " --prompts " +
+                           quote((dir.path() / "p.jsonl").string()) + " -o " + quote((dir.path() / "o").string()));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("p.jsonl:2"), std::string::npos) << r.err;
+}
+
+TEST(CliRun, OverlongPromptFailsThatRequestOnlyAndExitsNonZero) {
+  TempDir dir;
+  std::string longp;
+  for (int i = 0; i < 600; ++i) longp += "word ";
+  write_file(dir.path() / "p.txt", "short one\n" + longp + "\n");
+  const std::string out = (dir.path() / "r.jsonl").string();
+  auto r = test::run_ferry("run --no-progress -n 4 -m " + quote(kModel) + " --prompts " +
+                           quote((dir.path() / "p.txt").string()) + " -o " + quote(out));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("p.txt:2"), std::string::npos) << r.err;
+  auto results = read_jsonl(out);
+  ASSERT_EQ(results.size(), 2u);
+  int errors = 0;
+  for (auto& j : results) errors += j["finish_reason"] == "error";
+  EXPECT_EQ(errors, 1);
+}
+
+TEST(CliHelp, ListsEverySubcommand) {
+  auto r = test::run_ferry("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* cmd : {"run", "generate", "inspect", "tokenize", "plan", "probe"})
+    EXPECT_NE(r.out.find(cmd), std::string::npos) << cmd;
+  auto v = test::run_ferry("--version");
+  EXPECT_EQ(v.exit_code, 0);
+  EXPECT_NE(v.out.find("ferry "), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ferry
