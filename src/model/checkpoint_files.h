@@ -1,0 +1,30 @@
+// The safetensors files of a checkpoint directory: model.safetensors, or the shards listed by
+// model.safetensors.index.json, indexed by tensor name.
+#pragma once
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "ferry/safetensors.h"
+
+namespace ferry {
+
+struct TensorRef {
+  const SafetensorsFile* file = nullptr;
+  const SafetensorsTensor* tensor = nullptr;
+};
+
+struct CheckpointFiles {
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  std::unordered_map<std::string, TensorRef> tensors;  // rotary_emb.inv_freq buffers left out
+};
+
+// Whether DIR holds weights ferry can read (model.safetensors or model.safetensors.index.json).
+bool has_safetensors_weights(const std::filesystem::path& dir);
+
+// Opens and validates every file. Throws ferry::Error naming the directory, the index or the shard.
+CheckpointFiles open_checkpoint_files(const std::filesystem::path& dir);
+
+}  // namespace ferry
