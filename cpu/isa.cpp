@@ -1,0 +1,42 @@
+#include "ferry/ops/isa.h"
+
+#include <atomic>
+
+#include "ferry/cpu_features.h"
+
+namespace ferry::cpu {
+
+namespace {
+std::atomic<int> g_isa_cap{static_cast<int>(Isa::Avx512)};
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512: return "avx512";
+    case Isa::Avx2: return "avx2";
+    default: return "scalar";
+  }
+}
+
+Isa detected_isa() {
+  static const Isa isa = [] {
+    const CpuFeatures& f = cpu_features();
+    if (f.has_avx512_core() && f.avx512_bf16 && f.avx512_vnni && f.fma && f.f16c) return Isa::Avx512;
+    if (f.avx2 && f.fma && f.f16c) return Isa::Avx2;
+    return Isa::Scalar;
+  }();
+  return isa;
+}
+
+Isa active_isa() {
+  int cap = g_isa_cap.load(std::memory_order_relaxed);
+  int det = static_cast<int>(detected_isa());
+  return static_cast<Isa>(cap < det ? cap : det);
+}
+
+void set_isa_cap(Isa cap) { g_isa_cap.store(static_cast<int>(cap), std::memory_order_relaxed); }
+
+ScopedIsaCap::ScopedIsaCap(Isa cap) : previous_(static_cast<Isa>(g_isa_cap.load())) { set_isa_cap(cap); }
+ScopedIsaCap::~ScopedIsaCap() { set_isa_cap(previous_); }
+
+}  // namespace ferry::cpu

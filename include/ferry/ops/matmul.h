@@ -1,0 +1,25 @@
+// y = W·x for a batch of M activation rows: x [M, K], y [M, N], W a PackedMatrix [N, K].
+// One family of register-tiled kernels serves every M: small M (decode) runs one tile row over 3-4
+// weight panels, streaming the weights once at DRAM bandwidth; larger M reuses each panel tile from L2
+// across row tiles (compute-bound GEMM). ferry_ops --perf prints it beside oneDNN's matmul
+// (onednn_matmul.h) at M = 1, 8, 64, 512; docs/BENCHMARKS.md has the figures.
+// Activations at the AVX-512 level: rounded to bf16 for BF16 weights, quantised per group to int8
+// (VNNI) for I8/I4 weights; the AVX2 and scalar levels keep them in f32.
+// Threads: OpenMP over chunks of output panels. Allocates nothing after the first call of a given size.
+#pragma once
+#include <cstdint>
+
+#include "ferry/ops/packed_matrix.h"
+
+namespace ferry::cpu {
+
+// x f32 [m, K] (contiguous), y f32 [m, N]; bias [N] optional (added).
+void matmul(const PackedMatrix& w, const float* x, float* y, int m, const float* bias = nullptr);
+
+// Same with bf16 activations x_bf16 [m, K].
+void matmul_xbf16(const PackedMatrix& w, const uint16_t* x_bf16, float* y, int m, const float* bias = nullptr);
+
+// Reference: dequantised W in f32, f64 accumulation, f32 (unrounded) activations.
+void matmul_ref(const PackedMatrix& w, const float* x, float* y, int m, const float* bias = nullptr);
+
+}  // namespace ferry::cpu
