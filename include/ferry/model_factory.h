@@ -1,6 +1,7 @@
 // Builds the forward implementation a target names: `reference` (fp32, plain loops; the
-// definition every other target must match).
+// definition every other target must match) or `cpu` (the fast CPU ops, bf16 / int8 / int4 experts).
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -11,9 +12,16 @@ namespace ferry {
 
 struct TargetOptions {
   std::string target = "reference";
+  // cpu target (ferry/cpu_model.h):
+  std::string expert_dtype = "bf16";  // routed expert weights: bf16, int8 or int4
+  std::string kv_dtype = "bf16";      // KV cache: bf16, f16 or f32
+  int group_size = 64;                // int8 / int4 quantisation group (32..128, a multiple of 16)
+  int threads = 0;                    // 0: OpenMP's default (OMP_NUM_THREADS or every core)
+  int64_t kv_cache_tokens = 0;        // KV capacity in tokens over all sequences; 0: auto
+  bool bf16_activations = false;      // bf16 weights take bf16-rounded activations (faster prefill)
 };
 
-// Throws ferry::Error for an unknown target, listing the known ones.
+// Throws ferry::Error for an unknown target or option value, listing the known ones.
 std::unique_ptr<Model> create_model(const Checkpoint& checkpoint, const TargetOptions& options);
 
 }  // namespace ferry

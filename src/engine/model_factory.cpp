@@ -1,14 +1,43 @@
 #include "ferry/model_factory.h"
 
+#include "ferry/cpu_model.h"
 #include "ferry/error.h"
 #include "ferry/reference_model.h"
 
 namespace ferry {
 
+namespace {
+
+DType parse_choice(const std::string& value, const char* what,
+                   std::initializer_list<std::pair<const char*, DType>> choices) {
+  std::string known;
+  for (const auto& [name, dtype] : choices) {
+    if (value == name) return dtype;
+    known += known.empty() ? name : std::string(", ") + name;
+  }
+  throw Error("unknown " + std::string(what) + " '" + value + "'; known: " + known);
+}
+
+CpuModelOptions cpu_options(const TargetOptions& o) {
+  CpuModelOptions c;
+  c.expert_dtype = parse_choice(o.expert_dtype, "expert dtype",
+                                {{"bf16", DType::BF16}, {"int8", DType::I8}, {"int4", DType::I4}});
+  c.kv_dtype =
+      parse_choice(o.kv_dtype, "KV cache dtype", {{"bf16", DType::BF16}, {"f16", DType::F16}, {"f32", DType::F32}});
+  c.group_size = o.group_size;
+  c.threads = o.threads;
+  c.kv_cache_tokens = o.kv_cache_tokens;
+  c.bf16_activations = o.bf16_activations;
+  return c;
+}
+
+}  // namespace
+
 std::unique_ptr<Model> create_model(const Checkpoint& checkpoint, const TargetOptions& options) {
   if (options.target == "reference" || options.target == "ref")
     return std::make_unique<ReferenceModel>(load_weights_f32(checkpoint));
-  throw Error("unknown target '" + options.target + "'; known targets: reference");
+  if (options.target == "cpu") return std::make_unique<CpuModel>(checkpoint, cpu_options(options));
+  throw Error("unknown target '" + options.target + "'; known targets: reference, cpu");
 }
 
 }  // namespace ferry

@@ -5,7 +5,22 @@
 namespace ferry::cli {
 
 void add_generation_options(CLI::App& app, GenerationOptions& o) {
-  app.add_option("--target", o.target.target, "Where the model runs: reference")->capture_default_str();
+  app.add_option("--target", o.target.target, "Where the model runs: reference (fp32, plain loops) or cpu")
+      ->capture_default_str();
+  app.add_option("--expert-dtype", o.target.expert_dtype, "cpu target: routed expert weights: bf16, int8, int4")
+      ->check(CLI::IsMember({"bf16", "int8", "int4"}))
+      ->capture_default_str();
+  app.add_option("--kv-dtype", o.target.kv_dtype, "cpu target: KV cache element type (bf16, f16, f32)")
+      ->check(CLI::IsMember({"bf16", "f16", "f32"}))
+      ->capture_default_str();
+  app.add_option("--group-size", o.target.group_size, "cpu target: int8/int4 quantisation group (32..128)")
+      ->check(CLI::Range(32, 128))
+      ->capture_default_str();
+  app.add_option("--threads", o.target.threads, "cpu target: threads (0: every core)")->capture_default_str();
+  app.add_option("--kv-tokens", o.target.kv_cache_tokens, "cpu target: KV cache capacity in tokens (0: auto)")
+      ->capture_default_str();
+  app.add_flag("--bf16-activations", o.target.bf16_activations,
+               "cpu target: round activations to bf16 in bf16 matmuls (faster prefill, not token-exact)");
   app.add_option("-n,--max-tokens", o.max_tokens, "Tokens to generate per prompt")->capture_default_str();
   app.add_option("--temperature,--temp", o.sampling.temperature, "Sampling temperature (0: greedy)")
       ->capture_default_str();

@@ -22,7 +22,8 @@ struct GenerationOptions {
   int batch = 16;
 };
 
-// Adds --target, sampling flags, -n, --stop, --ignore-eos, --no-bos, --batch to `app`.
+// Adds --target and the cpu target's flags (--expert-dtype, --kv-dtype, --group-size, --threads,
+// --kv-tokens, --bf16-activations), sampling flags, -n, --stop, --ignore-eos, --no-bos, --batch to `app`.
 void add_generation_options(CLI::App& app, GenerationOptions& o);
 
 // The model directory bundled with ferry, used when --model is not given.

@@ -1,0 +1,469 @@
+// The cpu target's forward: the structure of the reference forward (reference_model.cpp), batched over
+// all tokens of a call and run on the CPU ops. Shapes use the legend of model_config.h.
+#include "ferry/cpu_model.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "exec/cpu/cpu_weights.h"
+#include "exec/cpu/exact_matmul.h"
+#include "exec/cpu/expert_mlp.h"
+#include "exec/cpu/kv_arena.h"
+#include "ferry/error.h"
+#include "ferry/ops/cpu_ops.h"
+#include "ferry/rope_frequencies.h"
+#include "ferry/router_math.h"
+
+namespace ferry {
+
+using cpu_target::CpuLayerWeights;
+using cpu_target::CpuWeights;
+using cpu_target::KvArena;
+using cpu_target::MatmulFn;
+
+namespace {
+
+constexpr size_t kKvAutoMaxBytes = size_t{4} << 30;
+
+// Grows v to at least n elements; never shrinks, so a buffer allocates only when a forward is larger
+// than every earlier one.
+template <typename T>
+T* grow(std::vector<T>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+struct Sequence {
+  bool live = false;
+  int n_past = 0;
+  uint64_t stamp = 0;           // the forward call that last used it (catches a sequence given twice)
+  std::vector<int32_t> blocks;  // block table; capacity: the model's context in blocks
+};
+
+struct ItemPlan {
+  int seq = 0;
+  int t0 = 0;  // first row of the item's tokens in the flattened batch
+  int n_tok = 0;
+  int n_past = 0;
+  bool all_logits = false;
+};
+
+// Activation buffers of one forward, T tokens, S items, R logit rows.
+struct Workspace {
+  std::vector<ItemPlan> items;              // [S]
+  std::vector<int32_t> token, pos;          // [T]
+  std::vector<int32_t> slot;                // [T] KV cache slot of each new token
+  std::vector<float> h;                     // [T, D] residual stream
+  std::vector<float> x;                     // [T, D] normalised input of attention / FFN
+  std::vector<float> y;                     // [T, D] output of attention / FFN
+  std::vector<float> qkv;                   // [T, H*Dh + 2*Hkv*Dh]
+  std::vector<float> q, attn;               // [T, H*Dh]
+  std::vector<float> k, v;                  // [T, Hkv*Dh]
+  std::vector<float> router_logits;         // [T, E]
+  std::vector<int32_t> topk_idx;            // [T, K]
+  std::vector<float> topk_weight;           // [T, K]
+  std::vector<float> probs;                 // [E]
+  std::vector<float> shared_weight;         // [T] sigmoid gate of the shared expert
+  std::vector<int32_t> decode_items;        // [S] items of one token, attended together
+  std::vector<float> decode_q, decode_out;  // [S, H*Dh] when decode rows are not contiguous
+  std::vector<int32_t> block_tables;        // [S, max blocks]
+  std::vector<int32_t> n_ctx;               // [S]
+  std::vector<float> final_x;               // [R, D]
+  std::vector<float> logits;                // [R, V]
+  cpu_target::MlpScratch mlp;               // routed experts, shared expert, dense MLP
+};
+
+// The router of one token, as route_token (route_token.cpp) computes it, into caller-owned buffers.
+// probs [E].
+void route(const ModelConfig& c, const float* logits, float* probs, int32_t* idx, float* weight) {
+  const int k = c.n_expert_used;
+  if (c.router == RouterKind::SparseMixer) {
+    const RouterChoice r = route_token(c, logits);
+    for (int j = 0; j < k; ++j) {
+      idx[j] = r.expert[j];
+      weight[j] = r.weight[j];
+    }
+    return;
+  }
+  router_softmax(logits, c.n_expert, probs);
+  const bool renorm = c.router == RouterKind::SoftmaxTopK && c.norm_topk_prob;
+  router_topk(probs, c.n_expert, k, renorm, idx, weight);
+  if (c.router == RouterKind::SoftmaxTopKPNorm) {  // DBRX: w / ||w||_p
+    float norm = 0.f;
+    for (int j = 0; j < k; ++j) norm += std::pow(weight[j], static_cast<float>(c.router_pnorm));
+    norm = std::pow(norm, 1.0f / static_cast<float>(c.router_pnorm));
+    for (int j = 0; j < k; ++j) weight[j] /= norm;
+  }
+  for (int j = 0; j < k; ++j) weight[j] *= static_cast<float>(c.routed_scaling_factor);
+}
+
+void norm_rows(const ModelConfig& c, const std::vector<float>& w, const std::vector<float>& b, const float* x,
+               float* y, int rows) {
+  const float eps = static_cast<float>(c.norm_eps);
+  if (c.norm == NormKind::RmsNorm)
+    cpu::rms_norm(x, w.data(), y, rows, c.d_model, eps);
+  else
+    cpu::layer_norm(x, w.data(), b.empty() ? nullptr : b.data(), y, rows, c.d_model, eps);
+}
+
+void clamp(float* x, size_t n, float limit) {
+  for (size_t i = 0; i < n; ++i) x[i] = std::clamp(x[i], -limit, limit);
+}
+
+}  // namespace
+
+int64_t kv_cache_tokens_auto(const ModelConfig& c, const CpuModelOptions& o) {
+  const size_t per_token = 2 * static_cast<size_t>(c.n_layer) * c.kv_dim() * dtype_size(o.kv_dtype);
+  const int64_t wanted = static_cast<int64_t>(std::max(1, o.max_sequences)) * c.max_position;
+  const int64_t cap = static_cast<int64_t>(kKvAutoMaxBytes / std::max<size_t>(per_token, 1));
+  return std::max<int64_t>(o.kv_block_size, std::min(wanted, cap));
+}
+
+struct CpuModel::Impl {
+  CpuModelOptions options;
+  CpuWeights w;
+  RopeFrequencies rope;
+  KvArena kv;
+  std::vector<Sequence> seqs;  // by id
+  int max_blocks_per_seq = 0;
+  uint64_t n_forward = 0;
+  size_t last_weight_bytes = 0;  // packed weights read by the last forward
+  Workspace ws;
+  // Matmuls of bf16 weights: f32 activations (exact products) unless options.bf16_activations.
+  MatmulFn bf16_matmul = nullptr;
+
+  Impl(CpuWeights weights, const CpuModelOptions& o)
+      : options(o),
+        w(std::move(weights)),
+        rope(rope_frequencies(w.config.rope, w.config.max_position, w.config.max_position)),
+        kv(w.config, o.kv_dtype, o.kv_block_size,
+           o.kv_cache_tokens > 0 ? o.kv_cache_tokens : kv_cache_tokens_auto(w.config, o)) {
+    const ModelConfig& c = w.config;
+    if (c.n_expert_used > kMaxExpertsUsed)
+      throw Error("models with more than " + std::to_string(kMaxExpertsUsed) +
+                  " active experts per token are not supported");
+    bf16_matmul = o.bf16_activations ? MatmulFn(&cpu::matmul) : MatmulFn(&cpu_target::matmul_f32_activations);
+    max_blocks_per_seq = (c.max_position + o.kv_block_size - 1) / o.kv_block_size;
+    seqs.reserve(std::max(1, o.max_sequences));
+    const int n_seq = std::max(1, std::min(o.max_sequences, std::max(1, o.max_batch_tokens)));
+    reserve(std::max(1, o.max_batch_tokens), n_seq, n_seq);
+  }
+
+  const ModelConfig& config() const { return w.config; }
+
+  void reserve(int n_tok, int n_item, int n_rows) {
+    const ModelConfig& c = w.config;
+    const size_t T = n_tok, D = c.d_model, q_dim = c.q_dim(), kv_dim = c.kv_dim();
+    grow(ws.items, n_item);
+    grow(ws.token, T);
+    grow(ws.pos, T);
+    grow(ws.slot, T);
+    grow(ws.h, T * D);
+    grow(ws.x, T * D);
+    grow(ws.y, T * D);
+    grow(ws.qkv, T * (q_dim + 2 * kv_dim));
+    grow(ws.q, T * q_dim);
+    grow(ws.attn, T * q_dim);
+    grow(ws.k, T * kv_dim);
+    grow(ws.v, T * kv_dim);
+    grow(ws.router_logits, T * std::max(c.n_expert, 1));
+    grow(ws.topk_idx, T * std::max(c.n_expert_used, 1));
+    grow(ws.topk_weight, T * std::max(c.n_expert_used, 1));
+    grow(ws.probs, std::max(c.n_expert, 1));
+    grow(ws.shared_weight, T);
+    grow(ws.decode_items, n_item);
+    grow(ws.decode_q, static_cast<size_t>(n_item) * q_dim);
+    grow(ws.decode_out, static_cast<size_t>(n_item) * q_dim);
+    grow(ws.block_tables, static_cast<size_t>(n_item) * max_blocks_per_seq);
+    grow(ws.n_ctx, n_item);
+    grow(ws.final_x, static_cast<size_t>(n_rows) * D);
+    grow(ws.logits, static_cast<size_t>(n_rows) * c.n_vocab);
+    const int f_max = std::max({c.d_expert, c.d_shared, c.d_ff_dense, 1});
+    ws.mlp.reserve(n_tok, c.d_model, f_max, std::max(c.n_expert, 1), std::max(c.n_expert_used, 1));
+  }
+
+  Sequence& sequence(int seq) {
+    FERRY_ASSERT(seq >= 0 && seq < static_cast<int>(seqs.size()) && seqs[seq].live);
+    return seqs[seq];
+  }
+  const Sequence& sequence(int seq) const { return const_cast<Impl*>(this)->sequence(seq); }
+
+  int add_sequence() {
+    for (size_t i = 0; i < seqs.size(); ++i)
+      if (!seqs[i].live) {
+        seqs[i].live = true;
+        seqs[i].n_past = 0;
+        return static_cast<int>(i);
+      }
+    seqs.emplace_back();
+    seqs.back().live = true;
+    seqs.back().blocks.reserve(max_blocks_per_seq);
+    return static_cast<int>(seqs.size() - 1);
+  }
+
+  void free_sequence(int seq) {
+    Sequence& s = sequence(seq);
+    kv.give_back(s.blocks);
+    s.live = false;
+    s.n_past = 0;
+  }
+
+  // Checks every item before anything changes; returns the number of rows of logits.
+  int validate(std::span<const ForwardItem> items) {
+    const ModelConfig& c = w.config;
+    ++n_forward;
+    int n_rows = 0;
+    int64_t blocks_needed = 0;
+    for (const ForwardItem& it : items) {
+      Sequence& s = sequence(it.seq);
+      FERRY_ASSERT_MSG(s.stamp != n_forward, "a sequence appears twice in one forward");
+      FERRY_ASSERT_MSG(!it.tokens.empty(), "a forward item without tokens");
+      s.stamp = n_forward;
+      const int n = static_cast<int>(it.tokens.size());
+      if (s.n_past + n > c.max_position)
+        throw Error("sequence of " + std::to_string(s.n_past + n) +
+                    " tokens exceeds the model's context of " + std::to_string(c.max_position) +
+                    " (max_position_embeddings in " + c.source + "); shorten the prompt or lower -n");
+      for (int32_t t : it.tokens)
+        if (t < 0 || t >= c.n_vocab)
+          throw Error("token id " + std::to_string(t) + " is outside the vocabulary of " +
+                      std::to_string(c.n_vocab));
+      const int64_t blocks = (s.n_past + n + kv.block_size() - 1) / kv.block_size();
+      blocks_needed += std::max<int64_t>(0, blocks - static_cast<int64_t>(s.blocks.size()));
+      n_rows += it.all_logits ? n : 1;
+    }
+    if (blocks_needed > kv.blocks_free())
+      throw Error("the KV cache is full: this step needs " + std::to_string(blocks_needed) +
+                  " more blocks of " + std::to_string(kv.block_size()) + " tokens but " +
+                  std::to_string(kv.blocks_free()) + " of " + std::to_string(kv.blocks_total()) +
+                  " are free; raise --kv-tokens or lower --batch");
+    return n_rows;
+  }
+
+  std::span<const float> forward(std::span<const ForwardItem> items) {
+    const ModelConfig& c = w.config;
+    const int n_rows = validate(items);
+    int n_tok = 0;
+    for (const ForwardItem& it : items) n_tok += static_cast<int>(it.tokens.size());
+    reserve(n_tok, static_cast<int>(items.size()), n_rows);
+
+    // Plan: flatten the tokens, give each sequence the KV blocks its new tokens need.
+    int t = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+      const ForwardItem& it = items[i];
+      Sequence& s = seqs[it.seq];
+      const int n = static_cast<int>(it.tokens.size());
+      const int blocks = (s.n_past + n + kv.block_size() - 1) / kv.block_size();
+      if (blocks > static_cast<int>(s.blocks.size()))
+        kv.take(blocks - static_cast<int>(s.blocks.size()), s.blocks);
+      ws.items[i] = {it.seq, t, n, s.n_past, it.all_logits};
+      for (int j = 0; j < n; ++j, ++t) {
+        ws.token[t] = it.tokens[j];
+        ws.pos[t] = s.n_past + j;
+        ws.slot[t] = cpu::kv_slot(s.blocks.data(), s.n_past + j, kv.block_size());
+      }
+    }
+    const std::span<const ItemPlan> plan(ws.items.data(), items.size());
+    last_weight_bytes = w.dense_bytes();
+
+    if (!w.embed_bf16.empty())
+      cpu::embedding_gather(w.embed_bf16.data(), DType::BF16, c.n_vocab, c.d_model, ws.token.data(), n_tok,
+                            ws.h.data());
+    else
+      cpu::embedding_gather(w.embed_f32.data(), DType::F32, c.n_vocab, c.d_model, ws.token.data(), n_tok,
+                            ws.h.data());
+
+    for (int l = 0; l < c.n_layer; ++l) {
+      attention_block(l, plan, n_tok);
+      ffn_block(l, n_tok);
+    }
+
+    // Final norm and lm_head for the rows the caller wants.
+    const size_t D = c.d_model;
+    int r = 0;
+    for (const ItemPlan& it : plan)
+      for (int j = it.all_logits ? 0 : it.n_tok - 1; j < it.n_tok; ++j, ++r)
+        std::memcpy(ws.final_x.data() + r * D, ws.h.data() + (it.t0 + j) * D, D * sizeof(float));
+    norm_rows(c, w.final_norm, w.final_norm_bias, ws.final_x.data(), ws.final_x.data(), n_rows);
+    bf16_matmul(w.lm_head, ws.final_x.data(), ws.logits.data(), n_rows,
+                w.lm_head_bias.empty() ? nullptr : w.lm_head_bias.data());
+
+    for (const ItemPlan& it : plan) seqs[it.seq].n_past += it.n_tok;
+    return {ws.logits.data(), static_cast<size_t>(n_rows) * c.n_vocab};
+  }
+
+  // Norm, QKV, q/k norm, clip, RoPE, KV store, attention, output projection, residual.
+  void attention_block(int l, std::span<const ItemPlan> plan, int n_tok) {
+    const ModelConfig& c = w.config;
+    const CpuLayerWeights& L = w.layers[l];
+    const int H = c.n_head, Hkv = c.n_head_kv, Dh = c.head_dim;
+    const size_t q_dim = c.q_dim(), kv_dim = c.kv_dim(), qkv_dim = q_dim + 2 * kv_dim, T = n_tok;
+    const float eps = static_cast<float>(c.norm_eps);
+    float *q = ws.q.data(), *k = ws.k.data(), *v = ws.v.data(), *attn = ws.attn.data();
+
+    norm_rows(c, L.attn_norm, L.attn_norm_bias, ws.h.data(), ws.x.data(), n_tok);
+    bf16_matmul(L.wqkv, ws.x.data(), ws.qkv.data(), n_tok, L.bqkv.empty() ? nullptr : L.bqkv.data());
+    for (size_t i = 0; i < T; ++i) {  // [T, q | k | v] -> q [T, H, Dh], k, v [T, Hkv, Dh]
+      const float* row = ws.qkv.data() + i * qkv_dim;
+      std::memcpy(q + i * q_dim, row, q_dim * sizeof(float));
+      std::memcpy(k + i * kv_dim, row + q_dim, kv_dim * sizeof(float));
+      std::memcpy(v + i * kv_dim, row + q_dim + kv_dim, kv_dim * sizeof(float));
+    }
+    if (c.qk_norm == QkNorm::PerHead) {  // Qwen3: RMSNorm over Dh within each head
+      cpu::rms_norm(q, L.q_norm.data(), q, n_tok * H, Dh, eps);
+      cpu::rms_norm(k, L.k_norm.data(), k, n_tok * Hkv, Dh, eps);
+    } else if (c.qk_norm == QkNorm::Full) {  // OLMoE: one RMSNorm over the whole projection
+      cpu::rms_norm(q, L.q_norm.data(), q, n_tok, static_cast<int>(q_dim), eps);
+      cpu::rms_norm(k, L.k_norm.data(), k, n_tok, static_cast<int>(kv_dim), eps);
+    }
+    if (c.clip_qkv > 0) {
+      const float clip = static_cast<float>(c.clip_qkv);
+      clamp(q, T * q_dim, clip);
+      clamp(k, T * kv_dim, clip);
+      clamp(v, T * kv_dim, clip);
+    }
+    cpu::RopeParams rp;
+    rp.head_dim = Dh;
+    rp.rotary_dim = c.rope.rotary_dim;
+    rp.pairing = c.rope.pairing;
+    rp.inv_freq = rope.inv_freq.data();
+    rp.attention_factor = rope.attention_factor;
+    rp.n_head = H;
+    cpu::rope(q, n_tok, ws.pos.data(), rp);
+    rp.n_head = Hkv;
+    cpu::rope(k, n_tok, ws.pos.data(), rp);
+
+    const cpu::KvCacheLayer& cache = kv.layer(l);
+    cpu::kv_cache_store(cache, ws.slot.data(), n_tok, k, v);
+
+    cpu::AttentionParams ap;
+    ap.n_head = H;
+    ap.sliding_window = c.sliding_window;
+    // Prompts attend causally one sequence at a time; single tokens (decode) attend all together.
+    int n_decode = 0, stride = 1;
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const ItemPlan& it = plan[i];
+      const Sequence& s = seqs[it.seq];
+      if (it.n_tok > 1) {
+        cpu::attention_prefill(q + it.t0 * q_dim, cache, s.blocks.data(), it.n_past, it.n_tok, ap,
+                               attn + it.t0 * q_dim);
+      } else {
+        ws.decode_items[n_decode++] = static_cast<int32_t>(i);
+        stride = std::max(stride, static_cast<int>(s.blocks.size()));
+      }
+    }
+    if (n_decode > 0) {
+      bool contiguous = true;  // decode rows are 0..n_decode-1 when every item is one token
+      for (int d = 0; d < n_decode; ++d) {
+        const ItemPlan& it = plan[ws.decode_items[d]];
+        const Sequence& s = seqs[it.seq];
+        contiguous = contiguous && it.t0 == d;
+        std::copy(s.blocks.begin(), s.blocks.end(),
+                  ws.block_tables.begin() + static_cast<size_t>(d) * stride);
+        ws.n_ctx[d] = it.n_past + 1;
+      }
+      const float* dq = q;
+      float* dout = attn;
+      if (!contiguous) {
+        for (int d = 0; d < n_decode; ++d)
+          std::memcpy(ws.decode_q.data() + d * q_dim, q + plan[ws.decode_items[d]].t0 * q_dim,
+                      q_dim * sizeof(float));
+        dq = ws.decode_q.data();
+        dout = ws.decode_out.data();
+      }
+      cpu::attention_decode(dq, cache, ws.block_tables.data(), stride, ws.n_ctx.data(), n_decode, ap, dout);
+      if (!contiguous)
+        for (int d = 0; d < n_decode; ++d)
+          std::memcpy(attn + plan[ws.decode_items[d]].t0 * q_dim, dout + d * q_dim, q_dim * sizeof(float));
+    }
+
+    bf16_matmul(L.wo, attn, ws.y.data(), n_tok, L.bo.empty() ? nullptr : L.bo.data());
+    cpu::residual_add(ws.h.data(), ws.y.data(), ws.h.data(), static_cast<int64_t>(T) * c.d_model);
+  }
+
+  // Norm, routed experts (+ sigmoid-gated shared expert) or the dense MLP, residual.
+  void ffn_block(int l, int n_tok) {
+    const ModelConfig& c = w.config;
+    const CpuLayerWeights& L = w.layers[l];
+    const size_t T = n_tok, D = c.d_model;
+    float *x = ws.x.data(), *y = ws.y.data();
+    norm_rows(c, L.ffn_norm, L.ffn_norm_bias, ws.h.data(), x, n_tok);
+    std::fill(y, y + T * D, 0.0f);
+    if (L.is_moe) {
+      const int E = c.n_expert, K = c.n_expert_used;
+      cpu::matmul(L.router, x, ws.router_logits.data(), n_tok);  // f32 weights and activations
+      for (size_t t = 0; t < T; ++t)
+        route(c, ws.router_logits.data() + t * E, ws.probs.data(), ws.topk_idx.data() + t * K,
+              ws.topk_weight.data() + t * K);
+      last_weight_bytes += cpu_target::routed_experts(L.experts, bf16_matmul, x, n_tok, ws.topk_idx.data(),
+                                                      ws.topk_weight.data(), K, y, ws.mlp);
+      if (!L.shared.empty()) {
+        const float* gate = nullptr;
+        if (L.shared_gate.rows > 0) {
+          cpu::matmul(L.shared_gate, x, ws.shared_weight.data(), n_tok);  // [T, 1]
+          for (size_t t = 0; t < T; ++t) ws.shared_weight[t] = 1.0f / (1.0f + std::exp(-ws.shared_weight[t]));
+          gate = ws.shared_weight.data();
+        }
+        cpu_target::mlp_rows(L.shared, bf16_matmul, x, nullptr, gate, n_tok, y, ws.mlp);
+      }
+    } else {
+      cpu_target::mlp_rows(L.dense, bf16_matmul, x, nullptr, nullptr, n_tok, y, ws.mlp);
+    }
+    cpu::residual_add(ws.h.data(), y, ws.h.data(), static_cast<int64_t>(T) * D);
+  }
+};
+
+CpuModel::CpuModel(const WeightSource& weights, const CpuModelOptions& options) {
+  if (options.threads > 0) omp_set_num_threads(options.threads);
+  impl_ = std::make_unique<Impl>(cpu_target::load_cpu_weights(weights, options), options);
+}
+
+CpuModel::CpuModel(const Checkpoint& checkpoint, const CpuModelOptions& options)
+    : CpuModel(*checkpoint_weight_source(checkpoint), options) {}
+
+CpuModel::~CpuModel() = default;
+
+const ModelConfig& CpuModel::config() const {
+  return impl_->config();
+}
+const CpuModelOptions& CpuModel::options() const {
+  return impl_->options;
+}
+int CpuModel::add_sequence() {
+  return impl_->add_sequence();
+}
+void CpuModel::free_sequence(int seq) {
+  impl_->free_sequence(seq);
+}
+int CpuModel::sequence_length(int seq) const {
+  return impl_->sequence(seq).n_past;
+}
+
+std::span<const float> CpuModel::forward_view(std::span<const ForwardItem> items) {
+  return impl_->forward(items);
+}
+
+std::vector<float> CpuModel::forward(std::span<const ForwardItem> items) {
+  const std::span<const float> logits = impl_->forward(items);
+  return {logits.begin(), logits.end()};
+}
+
+CpuModel::KvStats CpuModel::kv_stats() const {
+  return {impl_->kv.block_size(), impl_->kv.blocks_total(), impl_->kv.blocks_free(), impl_->kv.bytes()};
+}
+
+size_t CpuModel::weight_bytes() const {
+  return impl_->w.bytes();
+}
+size_t CpuModel::expert_weight_bytes() const {
+  return impl_->w.expert_bytes();
+}
+size_t CpuModel::last_forward_weight_bytes() const {
+  return impl_->last_weight_bytes;
+}
+
+}  // namespace ferry
