@@ -1,0 +1,214 @@
+// HardwareProfile <-> JSON, command-line overrides, and the GEMM-curve lookup.
+#include "ferry/planner/hardware_profile.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "ferry/error.h"
+#include "planner/json_fields.h"
+
+namespace ferry::planner {
+namespace {
+
+constexpr const char* kFormat = "ferry-hardware";
+constexpr int kVersion = 1;
+constexpr double kGB = 1e9;
+
+nlohmann::json level_to_json(const MemoryLevel& m, bool with_compute) {
+  nlohmann::json j;
+  j["name"] = m.name;
+  j["capacity_bytes"] = m.capacity_bytes;
+  j["bandwidth_gbps"] = m.bandwidth_gbps;
+  if (with_compute) {
+    j["peak"] = {{"bf16_tflops", m.peak.bf16_tflops},
+                 {"fp32_tflops", m.peak.fp32_tflops},
+                 {"int8_tops", m.peak.int8_tops}};
+    if (m.cores > 0) j["cores"] = m.cores;
+    if (!m.gemm_curve.empty()) {
+      nlohmann::json curve = nlohmann::json::array();
+      for (const auto& p : m.gemm_curve) curve.push_back({{"rows", p.rows}, {"gflops", p.gflops}});
+      j["gemm_curve"] = curve;
+    }
+    if (m.attention_gbps > 0) j["attention_gbps"] = m.attention_gbps;
+  }
+  j["usable_fraction"] = m.usable_fraction;
+  j["source"] = m.source;
+  return j;
+}
+
+MemoryLevel level_from_json(const JsonFields& f, bool with_compute, double default_usable) {
+  MemoryLevel m;
+  m.name = f.opt_string("name", "");
+  m.capacity_bytes = f.req_number("capacity_bytes", 0);
+  m.bandwidth_gbps = f.req_number("bandwidth_gbps", 0);
+  m.usable_fraction = f.opt_number("usable_fraction", default_usable, 0);
+  if (m.usable_fraction > 1) f.fail("usable_fraction", "must be at most 1");
+  m.source = f.opt_string("source", "");
+  if (with_compute) {
+    JsonFields peak = f.req_object("peak");
+    m.peak.bf16_tflops = peak.req_number("bf16_tflops", 0);
+    m.peak.fp32_tflops = peak.opt_number("fp32_tflops", m.peak.bf16_tflops / 2, 0);
+    m.peak.int8_tops = peak.opt_number("int8_tops", m.peak.bf16_tflops * 2, 0);
+    m.cores = static_cast<int>(f.opt_int("cores", 0, 0));
+    m.attention_gbps = f.opt_number("attention_gbps", 0, 0);
+    if (const nlohmann::json* curve = f.find("gemm_curve")) {
+      if (!curve->is_array()) f.fail("gemm_curve", "expected an array of {rows, gflops}");
+      for (size_t i = 0; i < curve->size(); ++i) {
+        JsonFields p((*curve)[i], f.source(), f.path("gemm_curve[" + std::to_string(i) + "]"));
+        m.gemm_curve.push_back({p.req_number("rows", 1), p.req_number("gflops", 0)});
+      }
+      std::sort(m.gemm_curve.begin(), m.gemm_curve.end(),
+                [](const GemmPoint& a, const GemmPoint& b) { return a.rows < b.rows; });
+    }
+  }
+  return m;
+}
+
+}  // namespace
+
+double MemoryLevel::gemm_flops(double rows) const {
+  double peak_flops = peak.bf16_tflops * 1e12;
+  if (gemm_curve.empty()) return peak_flops;
+  double measured;
+  if (rows <= gemm_curve.front().rows) {
+    // Below the first point the rate falls in proportion to the rows (weight streaming dominates).
+    measured = gemm_curve.front().gflops * 1e9 * std::max(rows, 1e-9) / gemm_curve.front().rows;
+  } else if (rows >= gemm_curve.back().rows) {
+    measured = gemm_curve.back().gflops * 1e9;
+  } else {
+    size_t i = 1;
+    while (gemm_curve[i].rows < rows) ++i;
+    const GemmPoint& a = gemm_curve[i - 1];
+    const GemmPoint& b = gemm_curve[i];
+    double t = std::log(rows / a.rows) / std::log(b.rows / a.rows);
+    measured = (a.gflops + t * (b.gflops - a.gflops)) * 1e9;
+  }
+  return peak_flops > 0 ? std::min(measured, peak_flops) : measured;
+}
+
+nlohmann::json HardwareProfile::to_json() const {
+  nlohmann::json j;
+  j["format"] = kFormat;
+  j["version"] = kVersion;
+  j["name"] = name;
+  j["description"] = description;
+  j["gpu"] = has_gpu() ? level_to_json(*gpu, true) : nlohmann::json(nullptr);
+  j["cpu"] = level_to_json(cpu, true);
+  j["ssd"] = ssd ? level_to_json(*ssd, false) : nlohmann::json(nullptr);
+  j["links"] = {{"h2d_gbps", links.h2d_gbps},
+                {"d2h_gbps", links.d2h_gbps},
+                {"ssd_read_gbps", links.ssd_read_gbps},
+                {"source", links.source}};
+  return j;
+}
+
+HardwareProfile HardwareProfile::from_json(const nlohmann::json& j, const std::string& source) {
+  JsonFields f(j, source);
+  std::string format = f.req_string("format");
+  if (format != kFormat) f.fail("format", "is '" + format + "'; expected '" + kFormat + "'");
+  int64_t version = f.req_int("version", 1);
+  if (version != kVersion)
+    f.fail("version", "is " + std::to_string(version) + "; this ferry reads version 1");
+  HardwareProfile hw;
+  hw.name = f.opt_string("name", std::filesystem::path(source).stem().string());
+  hw.description = f.opt_string("description", "");
+  if (auto g = f.opt_object("gpu")) hw.gpu = level_from_json(*g, true, 0.9);
+  hw.cpu = level_from_json(f.req_object("cpu"), true, 0.8);
+  if (hw.cpu.capacity_bytes <= 0) f.fail("cpu.capacity_bytes", "must be > 0");
+  if (hw.cpu.bandwidth_gbps <= 0) f.fail("cpu.bandwidth_gbps", "must be > 0");
+  if (hw.cpu.peak.bf16_tflops <= 0) f.fail("cpu.peak.bf16_tflops", "must be > 0");
+  if (auto s = f.opt_object("ssd")) hw.ssd = level_from_json(*s, false, 0.9);
+  JsonFields l = f.req_object("links");
+  hw.links.h2d_gbps = l.opt_number("h2d_gbps", 0, 0);
+  hw.links.d2h_gbps = l.opt_number("d2h_gbps", hw.links.h2d_gbps, 0);
+  hw.links.ssd_read_gbps = l.opt_number("ssd_read_gbps", 0, 0);
+  hw.links.source = l.opt_string("source", "");
+  if (hw.has_gpu()) {
+    if (hw.gpu->bandwidth_gbps <= 0) f.fail("gpu.bandwidth_gbps", "must be > 0 when a GPU is present");
+    if (hw.gpu->peak.bf16_tflops <= 0) f.fail("gpu.peak.bf16_tflops", "must be > 0 when a GPU is present");
+    if (hw.links.h2d_gbps <= 0) l.fail("h2d_gbps", "must be > 0 when a GPU is present");
+    if (hw.links.d2h_gbps <= 0) l.fail("d2h_gbps", "must be > 0 when a GPU is present");
+  }
+  return hw;
+}
+
+HardwareProfile HardwareProfile::load(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot open hardware profile '" + path.string() + "'");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(path.string() + ": not valid JSON: " + e.what());
+  }
+  return from_json(j, path.string());
+}
+
+void HardwareProfile::save(const std::filesystem::path& path) const {
+  std::ofstream out(path);
+  if (!out) throw Error("cannot write hardware profile '" + path.string() + "'");
+  out << to_json().dump(2) << "\n";
+  if (!out) throw Error("error writing hardware profile '" + path.string() + "'");
+}
+
+void apply_overrides(HardwareProfile& hw, const HardwareOverrides& o) {
+  auto mark = [](std::string& source, const char* what) {
+    source += (source.empty() ? "" : "; ") + std::string(what) + " from flag";
+  };
+  if (o.host_cores) {
+    hw.cpu.cores = *o.host_cores;
+    mark(hw.cpu.source, "cores");
+  }
+  if (o.host_dram_gb) {
+    hw.cpu.capacity_bytes = *o.host_dram_gb * kGB;
+    mark(hw.cpu.source, "capacity");
+  }
+  if (o.host_dram_gbps) {
+    hw.cpu.bandwidth_gbps = *o.host_dram_gbps;
+    hw.cpu.attention_gbps = 0;  // a measured rate no longer describes this memory
+    mark(hw.cpu.source, "bandwidth");
+  }
+  if (o.host_cpu_tflops) {
+    hw.cpu.peak = {*o.host_cpu_tflops, *o.host_cpu_tflops / 2, *o.host_cpu_tflops * 2};
+    hw.cpu.gemm_curve.clear();
+    mark(hw.cpu.source, "peak");
+  }
+  if (o.ssd_gbps) {
+    hw.links.ssd_read_gbps = *o.ssd_gbps;
+    if (*o.ssd_gbps > 0 && !hw.ssd) hw.ssd = MemoryLevel{"SSD", 2e12, *o.ssd_gbps, {}, 0, 0.9, {}, 0, ""};
+    if (hw.ssd) {
+      hw.ssd->bandwidth_gbps = *o.ssd_gbps;
+      mark(hw.ssd->source, "read bandwidth");
+    }
+    mark(hw.links.source, "SSD read");
+  }
+  if (o.ssd_gb && hw.ssd) {
+    hw.ssd->capacity_bytes = *o.ssd_gb * kGB;
+    mark(hw.ssd->source, "capacity");
+  }
+  if (o.pcie_gbps) {
+    hw.links.h2d_gbps = hw.links.d2h_gbps = *o.pcie_gbps;
+    mark(hw.links.source, "PCIe");
+  }
+  if (o.gpu_memory_gb && hw.gpu) {
+    hw.gpu->capacity_bytes = *o.gpu_memory_gb * kGB;
+    mark(hw.gpu->source, "capacity");
+  }
+}
+
+HardwareProfile resolve_hardware(const std::string& name_or_path) {
+  std::filesystem::path p(name_or_path);
+  bool looks_like_file = p.extension() == ".json" || name_or_path.find('/') != std::string::npos;
+  if (looks_like_file || std::filesystem::is_regular_file(p)) {
+    if (!std::filesystem::is_regular_file(p))
+      throw Error("hardware profile '" + name_or_path +
+                  "' does not exist (give a preset name or a profile JSON)");
+    return HardwareProfile::load(p);
+  }
+  return hardware_preset(name_or_path);
+}
+
+}  // namespace ferry::planner

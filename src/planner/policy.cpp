@@ -1,0 +1,204 @@
+// Policy <-> JSON with validation that names the file and the key.
+#include "ferry/planner/policy.h"
+
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "ferry/error.h"
+#include "ferry/model_config.h"
+#include "planner/json_fields.h"
+
+namespace ferry::planner {
+namespace {
+
+constexpr const char* kFormat = "ferry-policy";
+constexpr int kVersion = 1;
+
+const std::vector<std::string> kDevices = {"cpu", "gpu"};
+const std::vector<std::string> kPrecisions = {"bf16", "int8", "int4"};
+
+}  // namespace
+
+std::string_view device_name(Device d) {
+  return d == Device::Cpu ? "cpu" : "gpu";
+}
+
+std::string_view precision_name(Precision p) {
+  switch (p) {
+    case Precision::Bf16:
+      return "bf16";
+    case Precision::Int8:
+      return "int8";
+    case Precision::Int4:
+      return "int4";
+  }
+  return "?";
+}
+
+double bytes_per_element(Precision p) {
+  // The CPU kernels' packed formats (ferry/ops/packed_matrix.h): a bf16 scale per group, and for int4 a
+  // one-byte zero point too.
+  switch (p) {
+    case Precision::Bf16:
+      return 2.0;
+    case Precision::Int8:
+      return 1.0 + 2.0 / kQuantGroup;
+    case Precision::Int4:
+      return 0.5 + 3.0 / kQuantGroup;
+  }
+  return 2.0;
+}
+
+Device parse_device(std::string_view s, const std::string& where) {
+  if (s == "cpu") return Device::Cpu;
+  if (s == "gpu") return Device::Gpu;
+  throw Error(where + ": '" + std::string(s) + "' is not a device; expected cpu or gpu");
+}
+
+Precision parse_precision(std::string_view s, const std::string& where) {
+  if (s == "bf16") return Precision::Bf16;
+  if (s == "int8") return Precision::Int8;
+  if (s == "int4") return Precision::Int4;
+  throw Error(where + ": '" + std::string(s) + "' is not a precision; expected bf16, int8 or int4");
+}
+
+nlohmann::json Policy::to_json() const {
+  nlohmann::json j;
+  j["format"] = kFormat;
+  j["version"] = kVersion;
+  j["model"] = model;
+  j["hardware"] = hardware;
+  j["batch_size"] = batch_size;
+  j["micro_batch"] = micro_batch;
+  j["prefill_chunk_tokens"] = prefill_chunk_tokens;
+  j["devices"] = {{"attention", device_name(attention_device)},
+                  {"ffn", device_name(ffn_device)},
+                  {"dense", device_name(dense_device)},
+                  {"prefill", device_name(prefill_device)}};
+  j["experts"] = {{"gpu_per_layer", gpu_experts_per_layer},
+                  {"dram_per_layer", dram_experts_per_layer},
+                  {"ssd_per_layer", ssd_experts_per_layer},
+                  {"precision",
+                   {{"gpu", precision_name(gpu_expert_precision)},
+                    {"dram", precision_name(dram_expert_precision)},
+                    {"ssd", precision_name(ssd_expert_precision)}}}};
+  j["kv"] = {{"precision", precision_name(kv_precision)}, {"gpu_share", kv_gpu_share}};
+  j["cache_bytes"] = {{"gpu_dense_weights", cache.gpu_dense_weights},
+                      {"gpu_expert_cache", cache.gpu_expert_cache},
+                      {"gpu_stream_buffer", cache.gpu_stream_buffer},
+                      {"gpu_kv_cache", cache.gpu_kv_cache},
+                      {"gpu_activations", cache.gpu_activations},
+                      {"dram_expert_cache", cache.dram_expert_cache},
+                      {"dram_kv_cache", cache.dram_kv_cache},
+                      {"dram_pinned_staging", cache.dram_pinned_staging},
+                      {"dram_other", cache.dram_other},
+                      {"ssd_expert_store", cache.ssd_expert_store}};
+  j["prefetch_depth"] = prefetch_depth;
+  j["overlap"] = overlap;
+  return j;
+}
+
+Policy Policy::from_json(const nlohmann::json& j, const std::string& source) {
+  JsonFields f(j, source);
+  std::string format = f.req_string("format");
+  if (format != kFormat) f.fail("format", "is '" + format + "'; expected '" + kFormat + "'");
+  int64_t version = f.req_int("version", 1);
+  if (version != kVersion)
+    f.fail("version", "is " + std::to_string(version) + "; this ferry reads version 1");
+
+  Policy p;
+  p.model = f.opt_string("model", "");
+  p.hardware = f.opt_string("hardware", "");
+  p.batch_size = f.req_int("batch_size", 1);
+  p.micro_batch = f.req_int("micro_batch", 1);
+  if (p.micro_batch > p.batch_size)
+    f.fail("micro_batch", "is " + std::to_string(p.micro_batch) + ", larger than batch_size " +
+                              std::to_string(p.batch_size));
+  p.prefill_chunk_tokens = f.req_int("prefill_chunk_tokens", 1);
+
+  JsonFields dev = f.req_object("devices");
+  p.attention_device = parse_device(dev.req_choice("attention", kDevices), source);
+  p.ffn_device = parse_device(dev.req_choice("ffn", kDevices), source);
+  p.dense_device = parse_device(dev.req_choice("dense", kDevices), source);
+  p.prefill_device = parse_device(dev.req_choice("prefill", kDevices), source);
+
+  JsonFields ex = f.req_object("experts");
+  auto to_ints = [](const std::vector<int64_t>& v) { return std::vector<int>(v.begin(), v.end()); };
+  p.gpu_experts_per_layer = to_ints(ex.req_int_array("gpu_per_layer", 0));
+  p.dram_experts_per_layer = to_ints(ex.req_int_array("dram_per_layer", 0));
+  p.ssd_experts_per_layer = to_ints(ex.req_int_array("ssd_per_layer", 0));
+  size_t n_layer = p.gpu_experts_per_layer.size();
+  if (p.dram_experts_per_layer.size() != n_layer)
+    ex.fail("dram_per_layer", "has " + std::to_string(p.dram_experts_per_layer.size()) +
+                                  " entries; gpu_per_layer has " + std::to_string(n_layer));
+  if (p.ssd_experts_per_layer.size() != n_layer)
+    ex.fail("ssd_per_layer", "has " + std::to_string(p.ssd_experts_per_layer.size()) +
+                                 " entries; gpu_per_layer has " + std::to_string(n_layer));
+  JsonFields prec = ex.req_object("precision");
+  p.gpu_expert_precision = parse_precision(prec.req_choice("gpu", kPrecisions), source);
+  p.dram_expert_precision = parse_precision(prec.req_choice("dram", kPrecisions), source);
+  p.ssd_expert_precision = parse_precision(prec.req_choice("ssd", kPrecisions), source);
+
+  JsonFields kv = f.req_object("kv");
+  p.kv_precision = parse_precision(kv.req_choice("precision", kPrecisions), source);
+  p.kv_gpu_share = kv.req_number("gpu_share", 0);
+  if (p.kv_gpu_share > 1) kv.fail("gpu_share", "must be between 0 and 1");
+  if (p.kv_gpu_share > 0 && p.attention_device == Device::Cpu)
+    kv.fail("gpu_share",
+            "is above 0 but devices.attention is cpu (CPU attention reads the KV cache from DRAM)");
+
+  if (auto c = f.opt_object("cache_bytes")) {
+    p.cache.gpu_dense_weights = c->opt_int("gpu_dense_weights", 0, 0);
+    p.cache.gpu_expert_cache = c->opt_int("gpu_expert_cache", 0, 0);
+    p.cache.gpu_stream_buffer = c->opt_int("gpu_stream_buffer", 0, 0);
+    p.cache.gpu_kv_cache = c->opt_int("gpu_kv_cache", 0, 0);
+    p.cache.gpu_activations = c->opt_int("gpu_activations", 0, 0);
+    p.cache.dram_expert_cache = c->opt_int("dram_expert_cache", 0, 0);
+    p.cache.dram_kv_cache = c->opt_int("dram_kv_cache", 0, 0);
+    p.cache.dram_pinned_staging = c->opt_int("dram_pinned_staging", 0, 0);
+    p.cache.dram_other = c->opt_int("dram_other", 0, 0);
+    p.cache.ssd_expert_store = c->opt_int("ssd_expert_store", 0, 0);
+  }
+  p.prefetch_depth = static_cast<int>(f.opt_int("prefetch_depth", 1, 0));
+  p.overlap = f.opt_bool("overlap", true);
+  return p;
+}
+
+Policy Policy::load(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw Error("cannot open policy file '" + path.string() + "'");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error(path.string() + ": not valid JSON: " + e.what());
+  }
+  return from_json(j, path.string());
+}
+
+void Policy::save(const std::filesystem::path& path) const {
+  std::ofstream out(path);
+  if (!out) throw Error("cannot write policy file '" + path.string() + "'");
+  out << to_json().dump(2) << "\n";
+  if (!out) throw Error("error writing policy file '" + path.string() + "'");
+}
+
+void Policy::validate_for(const ModelConfig& m, const std::string& source) const {
+  auto n_layer = static_cast<size_t>(m.n_layer);
+  if (gpu_experts_per_layer.size() != n_layer)
+    throw Error(source + ": key 'experts.gpu_per_layer': has " +
+                std::to_string(gpu_experts_per_layer.size()) + " entries but the model (" + m.source +
+                ") has " + std::to_string(n_layer) + " layers");
+  for (size_t l = 0; l < n_layer; ++l) {
+    bool moe = l < m.layer_is_moe.size() ? m.layer_is_moe[l] : m.n_expert > 0;
+    int want = moe ? m.n_expert : 0;
+    int have = gpu_experts_per_layer[l] + dram_experts_per_layer[l] + ssd_experts_per_layer[l];
+    if (have != want)
+      throw Error(source + ": key 'experts' layer " + std::to_string(l) +
+                  ": gpu + dram + ssd = " + std::to_string(have) + " experts, but the model has " +
+                  std::to_string(want) + (moe ? " routed experts in that layer" : " (a dense layer)"));
+  }
+}
+
+}  // namespace ferry::planner

@@ -1,0 +1,201 @@
+// The machine probe: CPU roofline (ferry/roofline_probe.h), ferry's own GEMM and decode-attention kernels
+// timed at planner-relevant sizes, the SSD and the GPU (probe_ssd.cpp, probe_gpu.cpp).
+#include "ferry/planner/probe.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <thread>
+#include <vector>
+
+#include "ferry/error.h"
+#include "ferry/ops/attention.h"
+#include "ferry/ops/matmul.h"
+#include "ferry/ops/packed_matrix.h"
+#include "ferry/roofline_probe.h"
+
+namespace ferry::planner {
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  return "host CPU";
+}
+
+std::string today() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", std::localtime(&t));
+  return buf;
+}
+
+// bf16 GEMM y[rows, N] = x[rows, K]·Wᵀ with W [N, K] larger than the last-level cache, at the row counts
+// of decode micro-batches and per-expert token groups.
+std::vector<GemmPoint> gemm_curve(bool quick, const std::function<void(const std::string&)>& log) {
+  const int n = quick ? 2048 : 8192, k = 4096;
+  std::vector<uint16_t> w(static_cast<size_t>(n) * k);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint16_t>(0x3c00 + (i * 2654435761u >> 24) % 64);
+  cpu::PackedMatrix packed = cpu::pack_matrix_bf16(w.data(), n, k, DType::BF16);
+  w = {};
+  std::vector<GemmPoint> curve;
+  const std::vector<int> rows =
+      quick ? std::vector<int>{1, 16, 128} : std::vector<int>{1, 4, 16, 64, 256, 1024};
+  for (int m : rows) {
+    std::vector<uint16_t> x(static_cast<size_t>(m) * k, 0x3c00);
+    std::vector<float> y(static_cast<size_t>(m) * n);
+    cpu::matmul_xbf16(packed, x.data(), y.data(), m);  // warm up (and first-call allocations)
+    double flops = 2.0 * m * n * k;
+    int reps = std::max(2, std::min(quick ? 5 : 20, static_cast<int>(2e10 / flops)));
+    std::vector<double> runs;
+    for (int r = 0; r < reps; ++r) {
+      double t0 = now_s();
+      cpu::matmul_xbf16(packed, x.data(), y.data(), m);
+      runs.push_back(flops / (now_s() - t0) / 1e9);
+    }
+    curve.push_back({static_cast<double>(m), median(runs)});
+    if (log) {
+      char buf[128];
+      std::snprintf(buf, sizeof buf, "  cpu gemm bf16 rows=%d: %.0f GFLOP/s", m, curve.back().gflops);
+      log(buf);
+    }
+  }
+  return curve;
+}
+
+// Decode attention over a bf16 KV cache (GQA 32/8 heads of 128, Mixtral's shape): the KV bytes read per
+// second, the rate the planner charges CPU attention.
+double attention_gbps(bool quick) {
+  const int n_seq = quick ? 8 : 32, ctx = quick ? 512 : 1024, block = 64, hkv = 8, dh = 128, h = 32;
+  const int blocks_per_seq = ctx / block;
+  cpu::KvCacheLayer kv;
+  kv.dtype = DType::BF16;
+  kv.n_block = n_seq * blocks_per_seq;
+  kv.block_size = block;
+  kv.n_head_kv = hkv;
+  kv.head_dim = dh;
+  std::vector<uint16_t> k(kv.block_elems() * kv.n_block, 0x3c00), v(kv.block_elems() * kv.n_block, 0x3c00);
+  kv.k = k.data();
+  kv.v = v.data();
+  std::vector<int32_t> tables(static_cast<size_t>(n_seq) * blocks_per_seq), n_ctx(n_seq, ctx);
+  for (size_t i = 0; i < tables.size(); ++i) tables[i] = static_cast<int32_t>(i);
+  std::vector<float> q(static_cast<size_t>(n_seq) * h * dh, 0.01f), out(q.size());
+  cpu::AttentionParams params;
+  params.n_head = h;
+  cpu::attention_decode(q.data(), kv, tables.data(), blocks_per_seq, n_ctx.data(), n_seq, params, out.data());
+  double bytes = static_cast<double>(kv.bytes());
+  std::vector<double> runs;
+  for (int r = 0; r < (quick ? 3 : 7); ++r) {
+    double t0 = now_s();
+    cpu::attention_decode(q.data(), kv, tables.data(), blocks_per_seq, n_ctx.data(), n_seq, params,
+                          out.data());
+    runs.push_back(bytes / (now_s() - t0) / 1e9);
+  }
+  return median(runs);
+}
+
+}  // namespace
+
+HardwareProfile probe_machine(const ProbeOptions& o) {
+  auto log = [&](const std::string& s) {
+    if (o.log) o.log(s);
+  };
+  HardwareProfile hw;
+  char host[256] = {0};
+  gethostname(host, sizeof host - 1);
+  hw.name = std::string("probe-") + host;
+  hw.description = std::string("measured by ferry probe on ") + host + ", " + today();
+
+  // ---- CPU and DRAM
+  log("probing CPU roofline ...");
+  RooflineOptions ro;
+  ro.buffer_mib = o.quick ? 128 : 1024;
+  ro.repeats = o.quick ? 3 : 5;
+  Roofline roof = probe_roofline(ro);
+  log("  " + roof.describe());
+  MemoryLevel& cpu = hw.cpu;
+  cpu.name = cpu_model_name();
+  cpu.cores = static_cast<int>(std::thread::hardware_concurrency());
+  cpu.capacity_bytes =
+      static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  cpu.bandwidth_gbps = roof.dram_read_gbps;
+  double f32 = roof.peak_gflops_f32 / 1e3;
+  cpu.peak.fp32_tflops = f32;
+  cpu.peak.bf16_tflops = roof.peak_gflops_bf16 > 0 ? roof.peak_gflops_bf16 / 1e3 : f32;
+  cpu.peak.int8_tops = roof.peak_gops_int8 > 0 ? roof.peak_gops_int8 / 1e3 : cpu.peak.bf16_tflops;
+  cpu.usable_fraction = 0.8;
+  log("probing CPU GEMM throughput ...");
+  cpu.gemm_curve = gemm_curve(o.quick, o.log);
+  log("probing CPU decode attention ...");
+  cpu.attention_gbps = attention_gbps(o.quick);
+  {
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "  cpu decode attention: %.1f GB/s of KV", cpu.attention_gbps);
+    log(buf);
+  }
+  cpu.source = "probe " + today() + " (" + roof.isa + ", " + std::to_string(roof.n_threads) + " threads)";
+
+  // ---- SSD
+  hw.links.source = "probe " + today();
+  if (!o.ssd_path.empty()) {
+    log("probing SSD read bandwidth in " + o.ssd_path + " ...");
+    SsdProbe s = probe_ssd(o.ssd_path, o.ssd_bytes, o.quick ? 1 : 3);
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "  ssd: %.2f GB/s (%s), %.0f GB free", s.read_gbps, s.method.c_str(),
+                  s.free_bytes / 1e9);
+    log(buf);
+    MemoryLevel ssd;
+    ssd.name = "SSD at " + o.ssd_path;
+    ssd.capacity_bytes = s.free_bytes;
+    ssd.bandwidth_gbps = s.read_gbps;
+    ssd.usable_fraction = 0.9;
+    ssd.source = "probe " + today() + ": " + s.method + ", free space of " + o.ssd_path;
+    hw.ssd = ssd;
+    hw.links.ssd_read_gbps = s.read_gbps;
+  } else {
+    log("no --ssd-path: the profile has no SSD tier");
+  }
+
+  // ---- GPU
+  GpuProbe g = probe_gpu(o.quick);
+  if (g.present) {
+    MemoryLevel gpu;
+    gpu.name = g.name;
+    gpu.capacity_bytes = g.memory_bytes;
+    gpu.bandwidth_gbps = g.memory_gbps;
+    gpu.peak = {g.bf16_tflops, g.bf16_tflops / 2, g.bf16_tflops * 2};
+    gpu.usable_fraction = 0.9;
+    gpu.source = "probe " + today() + " (peak = measured bf16 GEMM; int8/fp32 derived)";
+    hw.gpu = gpu;
+    hw.links.h2d_gbps = g.h2d_gbps;
+    hw.links.d2h_gbps = g.d2h_gbps;
+    char buf[200];
+    std::snprintf(buf, sizeof buf, "  gpu %s: %.0f GB/s memory, %.1f TFLOPS bf16 GEMM, PCIe %.1f / %.1f GB/s",
+                  g.name.c_str(), g.memory_gbps, g.bf16_tflops, g.h2d_gbps, g.d2h_gbps);
+    log(buf);
+  } else {
+    log("no GPU: " + g.note);
+  }
+  return hw;
+}
+
+}  // namespace ferry::planner
