@@ -1,0 +1,72 @@
+// The pipelined executor (MoE-Lightning's CGOPipe) behind the Model interface: a Policy run on a
+// Device. Decode is one explicit loop over (layer i, micro-batch j):
+//   load hidden(i, j) -> device; page j of layer i+1's streamed experts -> device ring;
+//   post-attention + router + experts (i, j) on the device, experts in cache-state order (pinned, then
+//   pages in the order they were issued); pre-attention (norm, QKV, RoPE) for micro-batch j+2;
+//   QKV -> host; attention (i, j+2) on the host over the paged DRAM KV cache.
+// Every step is an asynchronous task guarded by events; with policy.overlap false each step waits for
+// the previous one (the same loop). Prefill runs per sequence chunk on the device, KV written to the
+// host cache, the next layer's experts prefetched during the current one.
+//
+// Batching: the generation engine's continuous batching (ferry/generator.h) admits and refills
+// sequences through the Model interface; each forward sorts its decode sequences by context length into
+// micro-batches of μ (no padding) and runs them in chunks of N.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "ferry/device.h"
+#include "ferry/model.h"
+#include "ferry/planner/policy.h"
+#include "ferry/reference_model.h"
+
+namespace ferry {
+
+class Trace;
+
+struct PipelineOptions {
+  int kv_block_size = 16;
+  int64_t kv_cache_tokens = 0;  // 0: min(max_sequences * context, 65536)
+  int max_sequences = 64;
+  int prefill_chunk_tokens = 256;
+};
+
+struct PipelineStats {
+  int64_t expert_hits = 0;    // routed (token, expert) pairs served by pinned experts
+  int64_t expert_misses = 0;  // served by streamed experts
+  int64_t decode_tokens = 0;
+  int64_t prefill_tokens = 0;
+  uint64_t streamed_bytes = 0;
+};
+
+class PipelinedModel : public Model {
+ public:
+  // Plans every buffer on the device up front; throws ferry::Error (naming the buffer) when the
+  // policy does not fit, or for a policy the executor cannot run.
+  PipelinedModel(const WeightsF32& weights, Device& device, const planner::Policy& policy,
+                 const PipelineOptions& options = {});
+  ~PipelinedModel() override;
+
+  const ModelConfig& config() const override;
+  int add_sequence() override;
+  void free_sequence(int seq) override;
+  int sequence_length(int seq) const override;
+  std::vector<float> forward(std::span<const ForwardItem> items) override;
+  // The same, returning a view of the executor's logits buffer (valid until the next forward).
+  // Decode-only forwards allocate nothing once warm.
+  std::span<const float> forward_view(std::span<const ForwardItem> items);
+
+  const PipelineStats& stats() const;
+  Device& device();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The expert dtype the executor packs for a policy precision.
+DType expert_dtype_of(planner::Precision p);
+
+}  // namespace ferry

@@ -1,0 +1,70 @@
+// create_device: `cpu` or `sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps]`.
+#include <unistd.h>
+
+#include <charconv>
+
+#include "exec/device/stream_device.h"
+#include "ferry/error.h"
+#include "ferry/planner/hardware_profile.h"
+
+namespace ferry {
+
+namespace {
+
+double parse_number(const std::string& target, const std::string& key, const std::string& value) {
+  double v = 0;
+  const auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+  if (ec != std::errc() || end != value.data() + value.size() || !(v > 0))
+    throw Error("device target '" + target + "': " + key + "=" + value + " is not a positive number");
+  return v;
+}
+
+std::unique_ptr<Device> create_sim(const std::string& target) {
+  std::string rest = target.substr(4);
+  std::string profile = rest.substr(0, rest.find(','));
+  if (profile.empty()) throw Error("device target '" + target + "': name a hardware profile, e.g. sim:l4");
+  const planner::HardwareProfile hw = planner::resolve_hardware(profile);
+  if (!hw.has_gpu())
+    throw Error("device target '" + target + "': hardware profile '" + profile + "' has no GPU to emulate");
+  DeviceInfo info;
+  info.name = "sim:" + profile;
+  info.asynchronous = true;
+  double capacity = hw.gpu->capacity_bytes;
+  info.h2d_gbps = hw.links.h2d_gbps;
+  info.d2h_gbps = hw.links.d2h_gbps;
+  size_t pos = rest.find(',');
+  while (pos != std::string::npos) {
+    const size_t next = rest.find(',', pos + 1);
+    const std::string kv = rest.substr(pos + 1, next == std::string::npos ? std::string::npos : next - pos - 1);
+    const size_t eq = kv.find('=');
+    const std::string key = kv.substr(0, eq), value = eq == std::string::npos ? "" : kv.substr(eq + 1);
+    if (key == "scale")
+      capacity *= parse_number(target, key, value);
+    else if (key == "h2d")
+      info.h2d_gbps = parse_number(target, key, value);
+    else if (key == "d2h")
+      info.d2h_gbps = parse_number(target, key, value);
+    else
+      throw Error("device target '" + target + "': unknown option '" + key + "' (known: scale, h2d, d2h)");
+    pos = next;
+  }
+  info.capacity_bytes = static_cast<size_t>(capacity);
+  return std::make_unique<exec::StreamDevice>(std::move(info));
+}
+
+}  // namespace
+
+bool is_device_target(const std::string& target) { return target == "cpu" || target.rfind("sim:", 0) == 0; }
+
+std::unique_ptr<Device> create_device(const std::string& target) {
+  if (target == "cpu") {
+    DeviceInfo info;
+    info.name = "cpu";
+    info.capacity_bytes = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    return std::make_unique<exec::StreamDevice>(std::move(info));
+  }
+  if (target.rfind("sim:", 0) == 0) return create_sim(target);
+  throw Error("unknown device '" + target + "'; known: cpu, sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps]");
+}
+
+}  // namespace ferry

@@ -1,0 +1,92 @@
+// The host-emulated Device behind both `cpu` and `sim:<profile>`. Synchronous mode (cpu) runs each
+// task on the calling thread as it is enqueued; asynchronous mode (sim) gives every stream its own
+// worker thread and a fixed-size FIFO, and makes copies last bytes / bandwidth of wall time.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "exec/device/order_checker.h"
+#include "ferry/device.h"
+
+namespace ferry::exec {
+
+class StreamDevice final : public Device {
+ public:
+  explicit StreamDevice(DeviceInfo info);
+  ~StreamDevice() override;
+
+  const DeviceInfo& info() const override { return info_; }
+  BufferId alloc(const std::string& name, size_t bytes) override;
+  BufferId adopt(const std::string& name, void* data, size_t bytes) override;
+  BufferId alloc_host(const std::string& name, size_t bytes) override;
+  void* data(BufferId b) override;
+  size_t size(BufferId b) const override;
+  const std::string& name(BufferId b) const override;
+  size_t used_bytes() const override { return used_; }
+
+  void launch(StreamKind stream, TaskTag tag, std::span<const BufferAccess> access, Task fn) override;
+  void copy(StreamKind stream, TaskTag tag, BufferId dst, BufferId src, std::span<const CopySegment> segments) override;
+  using Device::copy;
+  EventId create_event() override;
+  void record(EventId e, StreamKind stream) override;
+  void wait(StreamKind stream, EventId e) override;
+  void synchronize(EventId e) override;
+  void synchronize() override;
+  void set_trace(Trace* trace) override { trace_ = trace; }
+
+ private:
+  struct Op {
+    enum Type : uint8_t { Run, Copy, Record, Wait } type = Run;
+    TaskTag tag;
+    Task fn;
+    std::array<CopySegment, kMaxCopySegments> segments;
+    int n_segment = 0;
+    int event = -1;
+    uint64_t generation = 0;
+  };
+  struct Queue {
+    std::vector<Op> ring;
+    size_t head = 0, tail = 0;  // pop at head, push at tail; size = tail - head
+    uint64_t enqueued = 0;
+    std::atomic<uint64_t> done{0};
+  };
+  static constexpr size_t kQueueDepth = 512;
+  static constexpr int kMaxEvents = 4096;
+
+  void charge(const std::string& name, size_t bytes);
+  void enqueue(StreamKind stream, Op&& op);
+  void execute(StreamKind stream, Op& op);
+  void worker(int stream);
+  void rethrow_worker_error();
+
+  DeviceInfo info_;
+  OrderChecker checker_;
+  // Device arena: one region of the capacity, reserved (not committed) on the first alloc.
+  void* arena_ = nullptr;
+  size_t arena_size_ = 0;
+  size_t arena_top_ = 0;
+  size_t used_ = 0;
+  std::vector<void*> buffer_data_;
+  struct FreeHost {
+    void operator()(void* p) const;
+  };
+  std::vector<std::unique_ptr<void, FreeHost>> host_buffers_;
+
+  std::unique_ptr<std::atomic<uint64_t>[]> event_done_;
+  std::vector<uint64_t> event_recorded_;
+
+  Trace* trace_ = nullptr;
+  std::array<Queue, kStreamCount> queues_;
+  std::mutex mutex_;
+  std::condition_variable changed_;  // queue pushed/popped, op done, event completed
+  bool stopping_ = false;
+  std::exception_ptr worker_error_;
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace ferry::exec
