@@ -54,7 +54,10 @@ struct RouterChoice {
 };
 
 // Routes one token under the model's router kind (softmax/top-k, DBRX p-norm, Phi sparsemixer).
-RouterChoice route_token(const ModelConfig& c, const float* logits);
+// `probs` is caller scratch of n_expert floats (it may alias `logits`); this form allocates nothing
+// for up to 256 experts, so decode loops use it.
+RouterChoice route_token(const ModelConfig& c, const float* logits, float* probs);
+RouterChoice route_token(const ModelConfig& c, const float* logits);  // allocates its scratch
 
 }  // namespace ferry
 #endif

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,8 @@ struct Fixture {
   const char* expected_file;  // under tests/data/tokenizers
   const char* kind;
 };
+// gtest prints parameters in test listings; name the fixture instead of dumping its bytes.
+void PrintTo(const Fixture& f, std::ostream* os) { *os << f.model_dir; }
 
 class TokenizerFixture : public ::testing::TestWithParam<Fixture> {};
 

@@ -80,25 +80,11 @@ struct Workspace {
 // The router of one token, as route_token (route_token.cpp) computes it, into caller-owned buffers.
 // probs [E].
 void route(const ModelConfig& c, const float* logits, float* probs, int32_t* idx, float* weight) {
-  const int k = c.n_expert_used;
-  if (c.router == RouterKind::SparseMixer) {
-    const RouterChoice r = route_token(c, logits);
-    for (int j = 0; j < k; ++j) {
-      idx[j] = r.expert[j];
-      weight[j] = r.weight[j];
-    }
-    return;
+  const RouterChoice r = route_token(c, logits, probs);
+  for (int j = 0; j < r.k; ++j) {
+    idx[j] = r.expert[j];
+    weight[j] = r.weight[j];
   }
-  router_softmax(logits, c.n_expert, probs);
-  const bool renorm = c.router == RouterKind::SoftmaxTopK && c.norm_topk_prob;
-  router_topk(probs, c.n_expert, k, renorm, idx, weight);
-  if (c.router == RouterKind::SoftmaxTopKPNorm) {  // DBRX: w / ||w||_p
-    float norm = 0.f;
-    for (int j = 0; j < k; ++j) norm += std::pow(weight[j], static_cast<float>(c.router_pnorm));
-    norm = std::pow(norm, 1.0f / static_cast<float>(c.router_pnorm));
-    for (int j = 0; j < k; ++j) weight[j] /= norm;
-  }
-  for (int j = 0; j < k; ++j) weight[j] *= static_cast<float>(c.routed_scaling_factor);
 }
 
 void norm_rows(const ModelConfig& c, const std::vector<float>& w, const std::vector<float>& b, const float* x,

@@ -19,24 +19,9 @@ void norm_rows(const ModelConfig& c, const std::vector<float>& w, const std::vec
 
 const float* bias(const std::vector<float>& b) { return b.empty() ? nullptr : b.data(); }
 
-// route_token's softmax / top-k routers computed in place over the logits row, so decode allocates
-// nothing; the sparsemixer router (Phi-3.5-MoE) goes through route_token.
-RouterChoice route_in_place(const ModelConfig& c, float* logits) {
-  if (c.router == RouterKind::SparseMixer || c.n_expert_used > kMaxExpertsUsed) return route_token(c, logits);
-  router_softmax(logits, c.n_expert, logits);  // elementwise after the max: safe in place
-  RouterChoice r;
-  r.k = c.n_expert_used;
-  const bool renorm = c.router == RouterKind::SoftmaxTopK && c.norm_topk_prob;
-  router_topk(logits, c.n_expert, r.k, renorm, r.expert, r.weight);
-  if (c.router == RouterKind::SoftmaxTopKPNorm) {  // DBRX: w / ||w||_p
-    float norm = 0.f;
-    for (int j = 0; j < r.k; ++j) norm += std::pow(r.weight[j], static_cast<float>(c.router_pnorm));
-    norm = std::pow(norm, 1.0f / static_cast<float>(c.router_pnorm));
-    for (int j = 0; j < r.k; ++j) r.weight[j] /= norm;
-  }
-  for (int j = 0; j < r.k; ++j) r.weight[j] *= static_cast<float>(c.routed_scaling_factor);
-  return r;
-}
+// The router over the logits row in place (route_token's scratch aliases the logits), so decode
+// allocates nothing.
+RouterChoice route_in_place(const ModelConfig& c, float* logits) { return route_token(c, logits, logits); }
 
 }  // namespace
 
