@@ -26,7 +26,9 @@ void check_kv_layout(const KvCacheLayer& kv, const AttentionParams& p) {
 
 void attend(const KvCacheLayer& kv, const int32_t* block_table, const AttendUnit* units, int n_units, float scale,
             Isa isa) {
-  if (isa == Isa::Avx512 && kv.dtype == DType::BF16 && kv.head_dim % 16 == 0)
+  if (isa == Isa::Avx512 && kv.dtype == DType::BF16 && kv.head_dim % 16 == 0 && amx_active())
+    attend_bf16_amx(kv, block_table, units, n_units, scale);
+  else if (isa == Isa::Avx512 && kv.dtype == DType::BF16 && kv.head_dim % 16 == 0)
     attend_bf16_avx512(kv, block_table, units, n_units, scale);
   else
     attend_portable(kv, block_table, units, n_units, scale, isa);
@@ -56,10 +58,29 @@ void attend_ref(const KvCacheLayer& kv, int kv_head, const int32_t* block_table,
   }
 }
 
+StepLines step_lines(const KvCacheLayer& kv, int kv_head, const int32_t* block_table, int c0, int end) {
+  StepLines pf;
+  const int bs = kv.block_size, dh = kv.head_dim;
+  pf.kstride = static_cast<size_t>(bs) * 4;
+  pf.lines = dh / 2;
+  for (int c = 0; c < 2; ++c) {
+    const int key0 = c0 + 16 * c;
+    if (key0 >= end) break;
+    const size_t run = kv.run_offset(block_table[key0 / bs], kv_head);
+    pf.k[c] = reinterpret_cast<const char*>(static_cast<const uint16_t*>(kv.k) + run + static_cast<size_t>(key0 % bs) * 2);
+    pf.v[c] = reinterpret_cast<const char*>(static_cast<const uint16_t*>(kv.v) + run +
+                                            static_cast<size_t>(key0 % bs / 2) * dh * 2);
+  }
+  return pf;
+}
+
 namespace {
 
 // A step covers 32 keys: two 16-key chunks, each inside one cache block (block_size is a multiple of 16).
 constexpr int kStepKeys = 32;
+constexpr int kMaxUnits = 64;            // units per call
+constexpr float kRescaleMargin = 12.0f;  // log2 units
+constexpr float kLog2e = 1.44269504088896341f;
 
 struct StepView {
   const uint16_t* k[2];  // first key pair of the chunk in its [Dh/2][block_size][2] key run
@@ -125,14 +146,15 @@ FERRY_TARGET_AVX512 void accumulate_values_rows(const StepView& sv, int dh, cons
   if (dc0 < dh / 16) accumulate_values<RP, 1, kMasked>(sv, dh, dc0, p_pairs, acc, tail);
 }
 
-// Online-softmax state of one unit, in per-thread scratch: q pairs [8][Dh/2] i32 (bf16, pre-scaled),
-// acc [8][Dh] f32, p pairs [8][16] i32 (bf16 probabilities of the current step), m [8], l [8].
+// Online-softmax state of one unit, in per-thread scratch: q pairs [8][Dh/2] i32 (bf16, pre-scaled by
+// scale * log2(e)), acc [8][Dh] f32, p pairs [8][16] i32 (bf16 probabilities of the current step),
+// l [8][16] f32 (row sums, reduced at the end), m [8] f32 (reference maxima, log2 units).
 struct UnitState {
   int32_t* qb;
   float* acc;
   int32_t* pp;
-  float* m;
   float* l;
+  float* m;
 };
 
 // Keys at or past this position are not read: they may never have been written.
@@ -143,7 +165,7 @@ inline int rows_end(const AttendRows& rows) {
 }
 
 size_t unit_state_bytes(int dh) {
-  return kMaxAttendRows * (static_cast<size_t>(dh) / 2 * 4 + static_cast<size_t>(dh) * 4 + 16 * 4 + 8);
+  return kMaxAttendRows * (static_cast<size_t>(dh) / 2 * 4 + static_cast<size_t>(dh) * 4 + 16 * 4 + 16 * 4 + 4);
 }
 
 UnitState unit_state(char* base, int dh) {
@@ -151,8 +173,8 @@ UnitState unit_state(char* base, int dh) {
   st.qb = reinterpret_cast<int32_t*>(base);
   st.acc = reinterpret_cast<float*>(base + kMaxAttendRows * static_cast<size_t>(dh) / 2 * 4);
   st.pp = reinterpret_cast<int32_t*>(st.acc + kMaxAttendRows * static_cast<size_t>(dh));
-  st.m = reinterpret_cast<float*>(st.pp + kMaxAttendRows * 16);
-  st.l = st.m + kMaxAttendRows;
+  st.l = reinterpret_cast<float*>(st.pp + kMaxAttendRows * 16);
+  st.m = st.l + kMaxAttendRows * 16;
   return st;
 }
 
@@ -174,15 +196,15 @@ FERRY_TARGET_AVX512 void accumulate_step_values(const StepView& sv, int dh, bool
 template <int R>
 FERRY_TARGET_AVX512 void unit_begin(const AttendRows& rows, int dh, float scale, UnitState& st) {
   const int dh2 = dh / 2;
-  const __m512 vscale = _mm512_set1_ps(scale);
+  const __m512 vscale = _mm512_set1_ps(scale * kLog2e);
   for (int r = 0; r < R; ++r) {
     for (int d = 0; d < dh; d += 16) {
       const __m256i b = (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(rows.q[r] + d), vscale));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(st.qb + static_cast<size_t>(r) * dh2 + d / 2), b);
       _mm512_storeu_ps(st.acc + static_cast<size_t>(r) * dh + d, _mm512_setzero_ps());
     }
+    _mm512_storeu_ps(st.l + r * 16, _mm512_setzero_ps());
     st.m[r] = -std::numeric_limits<float>::infinity();
-    st.l[r] = 0.0f;
   }
 }
 
@@ -191,7 +213,7 @@ FERRY_TARGET_AVX512 void unit_begin(const AttendRows& rows, int dh, float scale,
 // values by vdpbf16ps with bf16 probabilities.
 template <int R>
 FERRY_TARGET_AVX512 void unit_step(const KvCacheLayer& kv, int kv_head, const int32_t* block_table,
-                                   const AttendRows& rows, int c0, UnitState& st) {
+                                   const AttendRows& rows, int c0, UnitState& st, const StepLines& pf) {
   const int dh = kv.head_dim, dh2 = dh / 2, bs = kv.block_size;
   const int end = rows_end(rows);
   const StepView sv = step_view(kv, kv_head, block_table, c0, end);
@@ -203,6 +225,8 @@ FERRY_TARGET_AVX512 void unit_step(const KvCacheLayer& kv, int kv_head, const in
   const size_t kstride = static_cast<size_t>(bs) * 2;  // elements between consecutive dim pairs
   if (bs >= kStepKeys) {
     for (int d2 = 0; d2 < dh2; ++d2) {
+      prefetch_lines(pf, false, d2, d2 + 1);  // the next unit step's lines, spread over this loop
+      prefetch_lines(pf, true, d2, d2 + 1);
       const __m512bh ka = (__m512bh)_mm512_loadu_si512(sv.k[0] + d2 * kstride);
       const __m512bh kb = (__m512bh)_mm512_loadu_si512(sv.k[1] + d2 * kstride);
       for (int r = 0; r < R; ++r) {
@@ -218,6 +242,10 @@ FERRY_TARGET_AVX512 void unit_step(const KvCacheLayer& kv, int kv_head, const in
       __m512 e[R], o[R];
       for (int r = 0; r < R; ++r) e[r] = o[r] = _mm512_setzero_ps();
       for (int d2 = 0; d2 < dh2; d2 += 2) {
+        if (c == 0) {  // the next unit step's lines, spread over the first pass
+          prefetch_lines(pf, false, d2, d2 + 2);
+          prefetch_lines(pf, true, d2, d2 + 2);
+        }
         const __m512bh k0 = (__m512bh)_mm512_loadu_si512(sv.k[c] + d2 * kstride);
         const __m512bh k1 = (__m512bh)_mm512_loadu_si512(sv.k[c] + (d2 + 1) * kstride);
         for (int r = 0; r < R; ++r) {
@@ -228,41 +256,36 @@ FERRY_TARGET_AVX512 void unit_step(const KvCacheLayer& kv, int kv_head, const in
       for (int r = 0; r < R; ++r) (c == 0 ? sa[r] : sb[r]) = _mm512_add_ps(e[r], o[r]);
     }
   }
-  // Online softmax per row; probabilities of masked keys are 0.
+  // Online softmax per row in log2 units, lazily rescaled: a row keeps a reference maximum m and rescales
+  // its accumulators only when a score exceeds m + kRescaleMargin (so p = 2^(s - m) <= 2^12, harmless in
+  // bf16 and f32); the row sums stay 16-lane vectors. Probabilities of masked keys are 0.
   const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
   const __m512i pos_a = _mm512_add_epi32(iota, _mm512_set1_epi32(c0));
   const __m512i pos_b = _mm512_add_epi32(iota, _mm512_set1_epi32(c0 + 16));
-  __mmask16 va[R], vb[R];
-  alignas(64) float m_old[16] = {}, m_new[16] = {};
+  const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   for (int r = 0; r < R; ++r) {
-    const __m512i lo = _mm512_set1_epi32(rows.lo[r]), hi = _mm512_set1_epi32(rows.hi[r]);
-    va[r] = _mm512_cmpge_epi32_mask(pos_a, lo) & _mm512_cmplt_epi32_mask(pos_a, hi);
-    vb[r] = _mm512_cmpge_epi32_mask(pos_b, lo) & _mm512_cmplt_epi32_mask(pos_b, hi);
-    const float mx = std::max(_mm512_mask_reduce_max_ps(va[r], sa[r]), _mm512_mask_reduce_max_ps(vb[r], sb[r]));
-    m_old[r] = st.m[r];
-    m_new[r] = std::max(st.m[r], mx);  // -inf while the row has seen no key
-  }
-  // Corrections exp(m_old - m_new) of all rows in one vector exp; rows without a key yet keep 0 weight.
-  alignas(64) float corr[16];
-  _mm512_store_ps(corr, exp_avx512(_mm512_sub_ps(_mm512_load_ps(m_old), _mm512_max_ps(_mm512_load_ps(m_new),
-                                                                                    _mm512_load_ps(m_old)))));
-  for (int r = 0; r < R; ++r) {
-    if ((va[r] | vb[r]) == 0) {
-      for (int kp = 0; kp < 16; ++kp) st.pp[r * 16 + kp] = 0;
-      continue;
+    __mmask16 va = 0xffff, vb = 0xffff;
+    if (c0 < rows.lo[r] || c0 + kStepKeys > rows.hi[r]) {
+      const __m512i lo = _mm512_set1_epi32(rows.lo[r]), hi = _mm512_set1_epi32(rows.hi[r]);
+      va = _mm512_cmpge_epi32_mask(pos_a, lo) & _mm512_cmplt_epi32_mask(pos_a, hi);
+      vb = _mm512_cmpge_epi32_mask(pos_b, lo) & _mm512_cmplt_epi32_mask(pos_b, hi);
     }
-    const __m512 mv = _mm512_set1_ps(m_new[r]);
-    const __m512 pa = _mm512_maskz_mov_ps(va[r], exp_avx512(_mm512_sub_ps(sa[r], mv)));
-    const __m512 pb = _mm512_maskz_mov_ps(vb[r], exp_avx512(_mm512_sub_ps(sb[r], mv)));
-    if (m_new[r] > m_old[r]) {  // the running max grew: rescale what was accumulated under the old one
-      const float c = m_old[r] == -std::numeric_limits<float>::infinity() ? 0.0f : corr[r];
-      st.l[r] *= c;
-      const __m512 cv = _mm512_set1_ps(c);
-      float* a = st.acc + static_cast<size_t>(r) * dh;
-      for (int d = 0; d < dh; d += 16) _mm512_storeu_ps(a + d, _mm512_mul_ps(_mm512_loadu_ps(a + d), cv));
-      st.m[r] = m_new[r];
+    const __m512 mx = _mm512_max_ps(_mm512_mask_mov_ps(neg_inf, va, sa[r]), _mm512_mask_mov_ps(neg_inf, vb, sb[r]));
+    float m = st.m[r];
+    if (_mm512_cmp_ps_mask(mx, _mm512_set1_ps(m + kRescaleMargin), _CMP_GT_OQ)) {
+      const float m_new = _mm512_reduce_max_ps(mx);
+      if (m != -std::numeric_limits<float>::infinity()) {  // rows without a key yet have nothing to rescale
+        const __m512 cv = _mm512_set1_ps(std::exp2(m - m_new));
+        float* a = st.acc + static_cast<size_t>(r) * dh;
+        for (int d = 0; d < dh; d += 16) _mm512_storeu_ps(a + d, _mm512_mul_ps(_mm512_loadu_ps(a + d), cv));
+        _mm512_storeu_ps(st.l + r * 16, _mm512_mul_ps(_mm512_loadu_ps(st.l + r * 16), cv));
+      }
+      st.m[r] = m = m_new;
     }
-    st.l[r] += _mm512_reduce_add_ps(_mm512_add_ps(pa, pb));
+    const __m512 mv = _mm512_set1_ps(m);
+    const __m512 pa = _mm512_maskz_mov_ps(va, exp2_avx512(_mm512_sub_ps(sa[r], mv)));
+    const __m512 pb = _mm512_maskz_mov_ps(vb, exp2_avx512(_mm512_sub_ps(sb[r], mv)));
+    _mm512_storeu_ps(st.l + r * 16, _mm512_add_ps(_mm512_loadu_ps(st.l + r * 16), _mm512_add_ps(pa, pb)));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(st.pp + r * 16), (__m256i)_mm512_cvtneps_pbh(pa));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(st.pp + r * 16 + 8), (__m256i)_mm512_cvtneps_pbh(pb));
   }
@@ -278,7 +301,8 @@ FERRY_TARGET_AVX512 void unit_step(const KvCacheLayer& kv, int kv_head, const in
 template <int R>
 FERRY_TARGET_AVX512 void unit_finish(const AttendRows& rows, int dh, UnitState& st) {
   for (int r = 0; r < R; ++r) {
-    const __m512 inv = _mm512_set1_ps(st.l[r] > 0.0f ? 1.0f / st.l[r] : 0.0f);
+    const float l = _mm512_reduce_add_ps(_mm512_loadu_ps(st.l + r * 16));
+    const __m512 inv = _mm512_set1_ps(l > 0.0f ? 1.0f / l : 0.0f);
     for (int d = 0; d < dh; d += 16)
       _mm512_storeu_ps(rows.out[r] + d, _mm512_mul_ps(_mm512_loadu_ps(st.acc + static_cast<size_t>(r) * dh + d), inv));
   }
@@ -305,19 +329,40 @@ void with_rows(int n, Fn&& fn) {
 void attend_bf16_avx512(const KvCacheLayer& kv, const int32_t* block_table, const AttendUnit* units, int n_units,
                         float scale) {
   const int dh = kv.head_dim;
+  FERRY_ASSERT(n_units >= 1 && n_units <= kMaxUnits);
   char* base = static_cast<char*>(scratch(ScratchSlot::Attention, unit_state_bytes(dh) * n_units));
   int begin = units[0].rows.lo[0], end = 0;
+  int unit_end[kMaxUnits];
   for (int u = 0; u < n_units; ++u) {
     UnitState st = unit_state(base + unit_state_bytes(dh) * u, dh);
     with_rows(units[u].rows.n, [&]<int R>() { unit_begin<R>(units[u].rows, dh, scale, st); });
     for (int r = 0; r < units[u].rows.n; ++r) begin = std::min(begin, units[u].rows.lo[r]);
-    end = std::max(end, rows_end(units[u].rows));
+    unit_end[u] = rows_end(units[u].rows);
+    end = std::max(end, unit_end[u]);
   }
-  for (int c0 = begin / 16 * 16; c0 < end; c0 += kStepKeys)
+  const int c_begin = begin / 16 * 16;
+  // The unit step after (c0, u) in walk order; c0 = -1 when there is none.
+  auto next_step = [&](int& c0, int& u) {
+    while (c0 >= 0) {
+      if (++u == n_units) {
+        u = 0;
+        c0 += kStepKeys;
+        if (c0 >= end) c0 = -1;
+      }
+      if (c0 >= 0 && c0 < unit_end[u]) return;
+    }
+  };
+  int pc = c_begin, pu = -1;  // the prefetch cursor: one unit step ahead of the walk
+  next_step(pc, pu);
+  next_step(pc, pu);
+  for (int c0 = c_begin; c0 < end; c0 += kStepKeys)
     for (int u = 0; u < n_units; ++u) {
+      if (c0 >= unit_end[u]) continue;
       UnitState st = unit_state(base + unit_state_bytes(dh) * u, dh);
-      if (c0 >= rows_end(units[u].rows)) continue;
-      with_rows(units[u].rows.n, [&]<int R>() { unit_step<R>(kv, units[u].kv_head, block_table, units[u].rows, c0, st); });
+      const StepLines pf = pc >= 0 ? step_lines(kv, units[pu].kv_head, block_table, pc, unit_end[pu]) : StepLines{};
+      next_step(pc, pu);
+      with_rows(units[u].rows.n,
+                [&]<int R>() { unit_step<R>(kv, units[u].kv_head, block_table, units[u].rows, c0, st, pf); });
     }
   for (int u = 0; u < n_units; ++u) {
     UnitState st = unit_state(base + unit_state_bytes(dh) * u, dh);

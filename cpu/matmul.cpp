@@ -1,5 +1,5 @@
 // matmul: activation preparation, ISA dispatch and the split of output panels over threads.
-// The kernels are in matmul_avx512.cpp, matmul_avx2.cpp and matmul_scalar.cpp.
+// The kernels are in matmul_amx.cpp, matmul_avx512.cpp, matmul_avx2.cpp and matmul_scalar.cpp.
 #include "ferry/ops/matmul.h"
 
 #include <omp.h>
@@ -19,15 +19,29 @@ namespace {
 // Below this many weight bytes one thread is faster than waking the others.
 constexpr size_t kParallelMinBytes = 256 * 1024;
 
+// BF16 weights, bf16-rounded activations: the smallest M at which the AMX tiles take over from the
+// AVX-512 vdpbf16ps kernel, per level. Amx, measured on Emerald Rapids (2 threads; 14336x4096, 4096x14336
+// and 1024x1024; docs/BENCHMARKS.md "Large-M bf16 matmul"): the two tie at M = 1-3 (both stream the
+// weights at DRAM bandwidth), AMX is ahead from M = 4 (~10%) and 1.4-2.8x at M = 8-16. Avx512 without
+// tiles (e.g. Zen 4): ferry's vdpbf16ps kernel serves every M -- oneDNN's bf16 matmul is no faster there
+// (same section) and would need a second, reordered copy of every weight.
+constexpr int kAmxMinRowsBf16 = 4;
+
+using PanelFn = void (*)(const MatmulArgs&, int, int);
+
+PanelFn panel_kernel(const MatmulArgs& a, Isa isa) {
+  if (a.x_tiles) return &matmul_panels_amx;
+  switch (isa) {
+    case Isa::Avx512: return &matmul_panels_avx512;
+    case Isa::Avx2: return &matmul_panels_avx2;
+    default: return &matmul_panels_scalar;
+  }
+}
+
 void run_panels(const MatmulArgs& a, Isa isa) {
   const int n_panel = a.w->n_panel();
-  auto run = [&](int begin, int end) {
-    switch (isa) {
-      case Isa::Avx512: matmul_panels_avx512(a, begin, end); break;
-      case Isa::Avx2: matmul_panels_avx2(a, begin, end); break;
-      default: matmul_panels_scalar(a, begin, end); break;
-    }
-  };
+  const PanelFn kernel = panel_kernel(a, isa);
+  auto run = [&](int begin, int end) { kernel(a, begin, end); };
   const size_t work = a.w->weight_bytes() * static_cast<size_t>(std::max(1, a.m / 8));
   const int n_threads = std::min(omp_get_max_threads(), n_panel);
   if (n_threads <= 1 || work < kParallelMinBytes || omp_in_parallel()) {
@@ -79,7 +93,11 @@ void matmul(const PackedMatrix& w, const float* x, float* y, int m, const float*
   a.m = m;
   a.y = y;
   a.bias = bias;
-  if (isa == Isa::Avx512 && w.dtype == DType::BF16) {
+  if (w.dtype == DType::BF16 && m >= kAmxMinRowsBf16 && amx_active()) {
+    uint16_t* tiles = scratch_as<uint16_t>(ScratchSlot::MatmulActivations, amx_tiles_elems(m, kp, 1));
+    pack_tiles_amx(x, m, k, kp, 1, tiles);
+    a.x_tiles = tiles;
+  } else if (isa == Isa::Avx512 && w.dtype == DType::BF16) {
     uint16_t* xb = scratch_as<uint16_t>(ScratchSlot::MatmulActivations, static_cast<size_t>(m) * kp);
     convert_rows_bf16_avx512(x, m, k, kp, xb);
     a.x_bf16 = xb;
@@ -108,7 +126,11 @@ void matmul_xbf16(const PackedMatrix& w, const uint16_t* x_bf16, float* y, int m
     a.m = m;
     a.y = y;
     a.bias = bias;
-    if (k == kp) {
+    if (m >= kAmxMinRowsBf16 && amx_active()) {
+      uint16_t* tiles = scratch_as<uint16_t>(ScratchSlot::MatmulActivations, amx_tiles_elems(m, kp, 1));
+      pack_tiles_amx_bf16(x_bf16, m, k, kp, tiles);
+      a.x_tiles = tiles;
+    } else if (k == kp) {
       a.x_bf16 = x_bf16;
     } else {
       uint16_t* xb = scratch_as<uint16_t>(ScratchSlot::MatmulActivations, static_cast<size_t>(m) * kp);
@@ -125,6 +147,23 @@ void matmul_xbf16(const PackedMatrix& w, const uint16_t* x_bf16, float* y, int m
   float* xf = scratch_as<float>(ScratchSlot::MatmulInput, static_cast<size_t>(m) * k);
   for (size_t i = 0; i < static_cast<size_t>(m) * k; ++i) xf[i] = bf16_to_f32(x_bf16[i]);
   matmul(w, xf, y, m, bias);
+}
+
+bool matmul_exact_amx(const PackedMatrix& w, const float* x, float* y, int m, const float* bias) {
+  if (w.dtype != DType::BF16 || !amx_active()) return false;
+  if (m <= 0) return true;
+  const int k = w.cols, kp = w.cols_padded;
+  MatmulArgs a;
+  a.w = &w;
+  a.m = m;
+  a.y = y;
+  a.bias = bias;
+  uint16_t* tiles = scratch_as<uint16_t>(ScratchSlot::MatmulActivations, amx_tiles_elems(m, kp, 3));
+  pack_tiles_amx(x, m, k, kp, 3, tiles);
+  a.x_tiles = tiles;
+  a.x_terms = 3;
+  run_panels(a, Isa::Amx);
+  return true;
 }
 
 void matmul_ref(const PackedMatrix& w, const float* x, float* y, int m, const float* bias) {

@@ -14,6 +14,11 @@ namespace ferry::cpu {
 namespace {
 
 constexpr int kMaxMr = 8;
+#include <cstdlib>
+const int g_gemv_pf = [] { const char* e = std::getenv("FERRY_GEMV_PF"); return e ? std::atoi(e) : 0; }();
+const int g_gemv_pfe = [] { const char* e = std::getenv("FERRY_GEMV_PFE"); return e ? std::atoi(e) : 1; }();
+#define g_gemv_loc 2
+const int g_gemv_pfq = [] { const char* e = std::getenv("FERRY_GEMV_PFQ"); return e ? std::atoi(e) : 0; }();
 constexpr int kMaxNp = 4;
 
 FERRY_TARGET_AVX512 inline __m512 load_scales16(const uint16_t* s, DType scale_dtype) {
@@ -70,6 +75,8 @@ struct Bf16Tile {
       for (int p = 0; p < NP; ++p) acc[m][p] = _mm512_setzero_ps();
 #pragma GCC unroll 2
     for (int k2 = 0; k2 < kp2; ++k2) {
+      if (MR <= 2 && g_gemv_pf > 0 && (k2 & (g_gemv_pfe - 1)) == 0)
+        for (int p = 0; p < NP; ++p) __builtin_prefetch(wp + p * pstride + static_cast<size_t>(k2 + g_gemv_pf) * 16, 0, g_gemv_loc);
       __m512bh wv[NP];
       for (int p = 0; p < NP; ++p)
         wv[p] = (__m512bh)_mm512_loadu_si512(wp + p * pstride + static_cast<size_t>(k2) * 16);
@@ -115,6 +122,8 @@ struct QuantTile {
       if constexpr (!kInt4) {
         const int q_end = (g + 1) * gs / 4;
         for (int kq = g * gs / 4; kq < q_end; ++kq) {  // 4 k per step: [16 rows][4] u8
+          if (MR <= 2 && g_gemv_pfq > 0)
+            for (int p = 0; p < NP; ++p) __builtin_prefetch(wp + p * pstride + static_cast<size_t>(kq + g_gemv_pfq) * 64, 0, 2);
           __m512i wv[NP];
           for (int p = 0; p < NP; ++p) wv[p] = _mm512_loadu_si512(wp + p * pstride + static_cast<size_t>(kq) * 64);
           for (int m = 0; m < MR; ++m) {
@@ -125,6 +134,8 @@ struct QuantTile {
       } else {
         const int o_end = (g + 1) * gs / 8;
         for (int k8 = g * gs / 8; k8 < o_end; ++k8) {  // 8 k per step: [16 rows] u32 of 8 nibbles
+          if (MR <= 2 && g_gemv_pfq > 0)
+            for (int p = 0; p < NP; ++p) __builtin_prefetch(wp + p * pstride + static_cast<size_t>(k8 + g_gemv_pfq) * 64, 0, 2);
           __m512i lo[NP], hi[NP];
           for (int p = 0; p < NP; ++p) {
             const __m512i raw = _mm512_loadu_si512(wp + p * pstride + static_cast<size_t>(k8) * 64);

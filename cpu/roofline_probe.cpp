@@ -4,13 +4,17 @@
 
 #include <omp.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <new>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "cpu/simd.h"
@@ -173,7 +177,70 @@ double peak_ops(Kernel kernel, double ops_per_iter_chain, int n_threads, int rep
   return median(runs);
 }
 
+std::string read_line(const std::string& path) {
+  std::ifstream f(path);
+  std::string s;
+  std::getline(f, s);
+  return s;
+}
+
+// "48K", "2048K", "300M" -> bytes (0 if unreadable).
+size_t parse_size(const std::string& s) {
+  if (s.empty()) return 0;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  const char unit = end && *end ? *end : 'B';
+  return static_cast<size_t>(v) * (unit == 'K' ? 1024 : unit == 'M' ? 1024 * 1024 : unit == 'G' ? 1024ull << 20 : 1);
+}
+
+// The highest-level data or unified cache in sysfs, times the number of distinct instances over the
+// online CPUs.
+size_t llc_from_sysfs() {
+  const std::string cpu0 = "/sys/devices/system/cpu/cpu0/cache/index";
+  int best_index = -1, best_level = 0;
+  size_t best_size = 0;
+  for (int i = 0; i < 16; ++i) {
+    const std::string type = read_line(cpu0 + std::to_string(i) + "/type");
+    if (type.empty()) break;
+    if (type == "Instruction") continue;
+    const int level = std::atoi(read_line(cpu0 + std::to_string(i) + "/level").c_str());
+    const size_t size = parse_size(read_line(cpu0 + std::to_string(i) + "/size"));
+    if (level > best_level && size > 0) {
+      best_level = level;
+      best_index = i;
+      best_size = size;
+    }
+  }
+  if (best_index < 0) return 0;
+  std::set<std::string> instances;
+  const long n_cpu = sysconf(_SC_NPROCESSORS_CONF);
+  for (long c = 0; c < std::max(1L, n_cpu); ++c) {
+    const std::string shared = read_line("/sys/devices/system/cpu/cpu" + std::to_string(c) + "/cache/index" +
+                                         std::to_string(best_index) + "/shared_cpu_list");
+    if (!shared.empty()) instances.insert(shared);
+  }
+  return best_size * std::max<size_t>(1, instances.size());
+}
+
 }  // namespace
+
+size_t last_level_cache_bytes() {
+  static const size_t bytes = [] {
+    size_t b = llc_from_sysfs();
+#ifdef _SC_LEVEL3_CACHE_SIZE
+    if (b == 0) b = static_cast<size_t>(std::max(0L, sysconf(_SC_LEVEL3_CACHE_SIZE)));
+    if (b == 0) b = static_cast<size_t>(std::max(0L, sysconf(_SC_LEVEL2_CACHE_SIZE)));
+#endif
+    return b > 0 ? b : size_t{32} << 20;
+  }();
+  return bytes;
+}
+
+size_t cold_working_set_bytes() {
+  if (const char* mib = std::getenv("FERRY_COLD_MIB"))  // override, to measure how much the figures depend on it
+    if (std::atof(mib) > 0) return static_cast<size_t>(std::atof(mib) * 1048576.0);
+  return std::max(2 * last_level_cache_bytes() + (size_t{16} << 20), size_t{256} << 20);
+}
 
 Roofline probe_roofline(const RooflineOptions& options) {
   Roofline r;
@@ -182,7 +249,11 @@ Roofline probe_roofline(const RooflineOptions& options) {
   r.isa = cpu::isa_name(isa);
   const int repeats = std::max(1, options.repeats);
 
-  const size_t bytes = static_cast<size_t>(options.buffer_mib * 1024 * 1024) / (size_t{2} << 20) * (size_t{2} << 20);
+  r.llc_bytes = last_level_cache_bytes();
+  const size_t want = options.buffer_mib > 0 ? static_cast<size_t>(options.buffer_mib * 1024 * 1024)
+                                             : std::max(size_t{1} << 30, 4 * r.llc_bytes);
+  const size_t bytes = (std::max(want, 4 * r.llc_bytes) + (size_t{2} << 20) - 1) / (size_t{2} << 20) * (size_t{2} << 20);
+  r.buffer_bytes = bytes;
   uint8_t* buf = static_cast<uint8_t*>(std::aligned_alloc(size_t{2} << 20, bytes));
   if (!buf) throw std::bad_alloc();
   madvise(buf, bytes, MADV_HUGEPAGE);  // as the packed weights: transparent huge pages where enabled
@@ -212,10 +283,10 @@ Roofline probe_roofline(const RooflineOptions& options) {
 std::string Roofline::describe() const {
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "threads %d (%s): DRAM read %.1f GB/s (1 thread %.1f); peak f32 %.0f GFLOP/s, bf16 %.0f GFLOP/s, "
-                "int8 %.0f GOP/s",
-                n_threads, isa.c_str(), dram_read_gbps, dram_read_gbps_1t, peak_gflops_f32, peak_gflops_bf16,
-                peak_gops_int8);
+                "threads %d (%s): DRAM read %.1f GB/s (1 thread %.1f; %.0f MiB buffer, LLC %.0f MiB); peak f32 %.0f "
+                "GFLOP/s, bf16 %.0f GFLOP/s, int8 %.0f GOP/s",
+                n_threads, isa.c_str(), dram_read_gbps, dram_read_gbps_1t, buffer_bytes / 1048576.0,
+                llc_bytes / 1048576.0, peak_gflops_f32, peak_gflops_bf16, peak_gops_int8);
   return buf;
 }
 

@@ -1,4 +1,4 @@
-// Internal to cpu/: vector exp for the AVX-512 and AVX2 kernels (Cephes expf polynomial, ~1 ulp
+// Internal to cpu/: vector exp (and exp2) for the AVX-512 and AVX2 kernels (Cephes expf polynomial, ~1 ulp
 // relative error over the range; inputs clamped to [-87.3, 88.7] (88.0 for AVX2)).
 #pragma once
 #include "cpu/simd.h"
@@ -18,6 +18,20 @@ FERRY_TARGET_AVX512 inline __m512 exp_avx512(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+// 2^x, degree-5 polynomial on the fraction (~2e-7 relative error) scaled by vscalefps; for x well inside
+// the f32 range (the attention kernels call it with x <= 12; -inf or NaN only in lanes they mask out).
+FERRY_TARGET_AVX512 inline __m512 exp2_avx512(__m512 x) {
+  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, n);  // [-0.5, 0.5]
+  __m512 p = _mm512_set1_ps(1.3333558146e-3f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108665e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650696e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718056e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
   return _mm512_scalef_ps(p, n);
 }
 

@@ -12,7 +12,8 @@
 // a forward is larger. forward_view() allocates nothing once the buffers and the ops' scratch have
 // reached their steady-state size; forward() (the Model interface) copies the logits into a new vector.
 //
-// Numerics. Every matmul of bf16 weights takes f32 activations (the weights are widened in registers), so
+// Numerics. Every matmul of bf16 weights takes f32 activations with exact products (the weights are widened
+// in registers; with AMX tiles each activation is split into three bf16 terms, cpu::matmul_exact_amx), so
 // with an f32 KV cache the cpu target computes what the fp32 reference computes, up to f32 rounding:
 // greedy tokens are identical on the oracle models. A bf16 KV cache (the default) rounds keys and values
 // to 2^-9 relative; int8 / int4 experts add weight quantisation and the int8 activation quantisation of
@@ -92,8 +93,9 @@ struct CpuModelOptions {
   int max_batch_tokens = 256;   // activation buffers reserved for this many tokens per forward
   int max_sequences = 64;       // sequence slots reserved up front (more are added on demand)
   int threads = 0;              // OpenMP threads for the ops; 0: leave the process setting
-  // Feed bf16 weights bf16-rounded activations (vdpbf16ps: twice the f32 FMA rate, for compute-bound
-  // prefill) instead of f32 activations (exact products; the default).
+  // Feed bf16 weights bf16-rounded activations (vdpbf16ps: twice the f32 FMA rate on Zen 4; AMX tiles at
+  // a third of the exact path's cost; for compute-bound prefill) instead of f32 activations (exact
+  // products; the default).
   bool bf16_activations = false;
 };
 

@@ -130,6 +130,13 @@ struct DeviceInfo {
   bool asynchronous = false;     // streams run on their own threads
 };
 
+// What each stream did since the device was created: time spent running tasks and copies (waits
+// excluded) and bytes copied. Read after synchronize().
+struct DeviceCounters {
+  std::array<double, kStreamCount> busy_seconds{};  // indexed by StreamKind
+  std::array<uint64_t, kStreamCount> bytes{};
+};
+
 class Device {
  public:
   virtual ~Device() = default;
@@ -173,6 +180,7 @@ class Device {
 
   // Tasks are recorded here when set (resource, kind, layer, micro-batch, start, end, bytes).
   virtual void set_trace(Trace* trace) = 0;
+  virtual DeviceCounters counters() const = 0;
 };
 
 // `cpu` or `sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps]` (profile: a preset name of

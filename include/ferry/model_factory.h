@@ -1,5 +1,7 @@
 // Builds the forward implementation a target names: `reference` (fp32, plain loops; the
 // definition every other target must match) or `cpu` (the fast CPU ops, bf16 / int8 / int4 experts).
+// The pipeline targets (sim:<profile>, pipeline:<device>) need a policy and a workload too: they are
+// built by PipelineTarget::create (ferry/pipeline_target.h).
 #pragma once
 #include <cstdint>
 #include <memory>

@@ -2,6 +2,7 @@
 
 #include "ferry/cpu_model.h"
 #include "ferry/error.h"
+#include "ferry/pipeline_target.h"
 #include "ferry/reference_model.h"
 
 namespace ferry {
@@ -37,7 +38,11 @@ std::unique_ptr<Model> create_model(const Checkpoint& checkpoint, const TargetOp
   if (options.target == "reference" || options.target == "ref")
     return std::make_unique<ReferenceModel>(load_weights_f32(checkpoint));
   if (options.target == "cpu") return std::make_unique<CpuModel>(checkpoint, cpu_options(options));
-  throw Error("unknown target '" + options.target + "'; known targets: reference, cpu");
+  if (is_pipeline_target(options.target))
+    throw Error("target '" + options.target + "' is a pipeline target: build it with PipelineTarget::create "
+                "(ferry/pipeline_target.h), which also takes its policy and workload");
+  throw Error("unknown target '" + options.target +
+              "'; known targets: reference, cpu, sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps], pipeline:<device>");
 }
 
 }  // namespace ferry

@@ -25,6 +25,7 @@ struct ExpertMats {
   PackedMatrix gate, up, down;
   ExpertWeights view() const { return {&gate, &up, &down}; }
   size_t bytes() const { return gate.weight_bytes() + up.weight_bytes() + down.weight_bytes(); }
+  ExpertMats clone() const { return {clone_packed(gate), clone_packed(up), clone_packed(down)}; }
 };
 
 ExpertMats make_expert(std::mt19937& rng, DType w, int d, int f) {
@@ -56,6 +57,8 @@ class ExpertFfnCase : public OpCase {
 
   void init(std::mt19937& rng, bool with_reference) override {
     e_ = make_expert(rng, w_, d_, f_);
+    if (!with_reference)
+      for (int c = 1; c < cold_copies(e_.bytes()); ++c) copies_.push_back(e_.clone());
     x_ = random_normal(rng, static_cast<size_t>(n_tok_) * d_);
     y0_ = random_normal(rng, x_.size());
     std::vector<int32_t> all(n_tok_);
@@ -71,7 +74,11 @@ class ExpertFfnCase : public OpCase {
     }
   }
   void reset_outputs() override { y_.assign(y0_); }
-  void run_fast() override { cpu::expert_ffn(e_.view(), x_.data(), rows_.data(), weight_.data(), n_rows_, y_.data()); }
+  void run_fast() override {
+    const ExpertMats& e = next_ == 0 ? e_ : copies_[next_ - 1];
+    next_ = (next_ + 1) % (copies_.size() + 1);
+    cpu::expert_ffn(e.view(), x_.data(), rows_.data(), weight_.data(), n_rows_, y_.data());
+  }
   std::vector<OutputCheck> outputs() override {
     return {{"y", y_.data(), ref_.data(), nullptr, nullptr, y_.size(), y_.intact()}};
   }
@@ -81,13 +88,16 @@ class ExpertFfnCase : public OpCase {
   int n_tok_, n_rows_, d_, f_;
   Target target_;
   ExpertMats e_;
+  std::vector<ExpertMats> copies_;  // perf mode: more weights than the last-level cache holds
+  size_t next_ = 0;
   std::vector<float> x_, y0_, ref_, weight_;
   std::vector<int32_t> rows_;
   Guarded<float> y_;
 };
 
-// The whole MoE layer (router + routed experts). With `distinct_experts` false every expert shares one
-// set of matrices (perf mode: the weights still stream from DRAM, they are far larger than the cache).
+// The whole MoE layer (router + routed experts). With `distinct_experts` false (perf mode) the experts
+// share as few distinct sets of matrices as keep the weights read by one call beyond the last-level
+// cache (cold_copies), so the weights still stream from DRAM.
 class MoeLayerCase : public OpCase {
  public:
   MoeLayerCase(DType w, int n_tok, int n_expert, int top_k, bool norm, int d, int f, bool distinct = true)
@@ -112,9 +122,10 @@ class MoeLayerCase : public OpCase {
   Peak peak() const override { return w_ == DType::F32 ? Peak::F32 : Peak::Bf16; }
 
   void init(std::mt19937& rng, bool with_reference) override {
-    const int n_mats = distinct_ ? p_.n_expert : 1;
-    for (int e = 0; e < n_mats; ++e) experts_.push_back(make_expert(rng, w_, d_, f_));
-    for (int e = 0; e < p_.n_expert; ++e) views_.push_back(experts_[distinct_ ? e : 0].view());
+    experts_.push_back(make_expert(rng, w_, d_, f_));
+    const int n_mats = distinct_ ? p_.n_expert : std::min(p_.n_expert, cold_copies(experts_[0].bytes()));
+    for (int e = 1; e < n_mats; ++e) experts_.push_back(distinct_ ? make_expert(rng, w_, d_, f_) : experts_[0].clone());
+    for (int e = 0; e < p_.n_expert; ++e) views_.push_back(experts_[e % n_mats].view());
     // An f32 router, scaled so the routing is decisive: no near-ties that rounding could flip.
     const std::vector<float> r = random_normal(rng, static_cast<size_t>(p_.n_expert) * d_, 0.1f);
     router_ = cpu::pack_matrix(r.data(), p_.n_expert, d_, DType::F32);

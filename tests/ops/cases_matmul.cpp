@@ -4,6 +4,7 @@
 #include <cstring>
 #include <memory>
 
+#include "exec/cpu/exact_matmul.h"
 #include "ferry/ops/matmul.h"
 #include "ferry/ops/onednn_matmul.h"
 #include "tests/ops/harness.h"
@@ -13,29 +14,6 @@ namespace {
 
 using cpu::PackedMatrix;
 using cpu::QuantOptions;
-
-// Perf mode cycles through enough copies of the weights that one call never finds them in the last-level
-// cache (32 MiB here): a model's next matmul reads other weights, never the ones just read.
-constexpr size_t kColdBytes = size_t{128} << 20;
-
-int cold_copies(size_t bytes) { return static_cast<int>(std::min<size_t>(8, (kColdBytes + bytes - 1) / bytes)); }
-
-PackedMatrix clone(const PackedMatrix& w) {
-  PackedMatrix c;
-  c.dtype = w.dtype;
-  c.rows = w.rows;
-  c.cols = w.cols;
-  c.cols_padded = w.cols_padded;
-  c.group_size = w.group_size;
-  c.scale_dtype = w.scale_dtype;
-  c.data = cpu::AlignedBytes(w.data.size());
-  c.scales = cpu::AlignedBytes(w.scales.size());
-  c.zeros = cpu::AlignedBytes(w.zeros.size());
-  std::memcpy(c.data.data(), w.data.data(), w.data.size());
-  if (w.scales.size()) std::memcpy(c.scales.data(), w.scales.data(), w.scales.size());
-  if (w.zeros.size()) std::memcpy(c.zeros.data(), w.zeros.data(), w.zeros.size());
-  return c;
-}
 
 double matmul_tolerance(DType w) {
   switch (w) {
@@ -60,12 +38,13 @@ struct MatmulShape {
   QuantOptions q = {};
   bool bias = false;
   Target target = {};
+  bool exact = false;  // BF16 weights, f32 activations, exact products: the cpu target's matmul
 };
 
 class MatmulCase : public OpCase {
  public:
   explicit MatmulCase(MatmulShape s) : s_(s) {}
-  std::string op() const override { return "matmul"; }
+  std::string op() const override { return s_.exact ? "matmul_exact" : "matmul"; }
   std::string params() const override {
     std::string p = "w=" + std::string(dtype_name(s_.w)) + (s_.x_bf16 ? " x=bf16" : "") + " m=" + std::to_string(s_.m) +
                     " n=" + std::to_string(s_.n) + " k=" + std::to_string(s_.k);
@@ -78,11 +57,11 @@ class MatmulCase : public OpCase {
   double bytes() const override {
     return static_cast<double>(w_.weight_bytes()) + s_.m * (s_.k * (s_.x_bf16 ? 2.0 : 4.0) + 4.0 * s_.n);
   }
-  double max_nmse() const override { return matmul_tolerance(s_.w); }
+  double max_nmse() const override { return s_.exact ? matmul_tolerance(DType::F32) : matmul_tolerance(s_.w); }
   Peak peak() const override { return matmul_peak(s_.w); }
   Target target() const override { return s_.target; }
   std::string comparison_key() const override {
-    return s_.w == DType::BF16 && !s_.x_bf16 && s_.k >= 4096 ? "bf16 " + params().substr(7) : "";
+    return s_.w == DType::BF16 && !s_.x_bf16 && !s_.exact && s_.k >= 4096 ? "bf16 " + params().substr(7) : "";
   }
 
   void init(std::mt19937& rng, bool with_reference) override {
@@ -91,7 +70,7 @@ class MatmulCase : public OpCase {
       w_ = cpu::pack_matrix(w.data(), s_.n, s_.k, s_.w, s_.q);
     }
     if (!with_reference)
-      for (int c = 1; c < cold_copies(w_.weight_bytes()); ++c) copies_.push_back(clone(w_));
+      for (int c = 1; c < cold_copies(w_.weight_bytes()); ++c) copies_.push_back(clone_packed(w_));
     x_ = random_normal(rng, static_cast<size_t>(s_.m) * s_.k);
     if (s_.x_bf16) {
       x_ = round_bf16(x_);
@@ -109,7 +88,8 @@ class MatmulCase : public OpCase {
     const float* bias = s_.bias ? bias_.data() : nullptr;
     const PackedMatrix& w = next_ == 0 ? w_ : copies_[next_ - 1];
     next_ = (next_ + 1) % (copies_.size() + 1);
-    if (s_.x_bf16) cpu::matmul_xbf16(w, xb_.data(), y_.data(), s_.m, bias);
+    if (s_.exact) cpu_target::matmul_f32_activations(w, x_.data(), y_.data(), s_.m, bias);
+    else if (s_.x_bf16) cpu::matmul_xbf16(w, xb_.data(), y_.data(), s_.m, bias);
     else cpu::matmul(w, x_.data(), y_.data(), s_.m, bias);
   }
   std::vector<OutputCheck> outputs() override {
@@ -199,6 +179,21 @@ void add_matmul_cases(CaseList& cases, bool perf) {
     add({DType::I4, 1, 70, 130, false, {}, /*bias=*/true});
     for (DType w : all)  // big enough for the threaded path
       for (int m : {1, 40}) add({w, m, 512, 1024});
+    // BF16 from M = 4 on runs on AMX tiles at the amx level: row blocks of 16 in pairs and alone, panel
+    // pairs and a last single panel, k not a multiple of 32 (a partial last k block), bias, bf16 input,
+    // and K split in chunks (many row blocks x long K).
+    for (auto [n, k] : shapes)
+      for (int m : {16, 37, 80}) add({DType::BF16, m, n, k});
+    add({DType::BF16, 37, 100, 200, /*x_bf16=*/true});
+    add({DType::BF16, 37, 70, 130, false, {}, /*bias=*/true});
+    add({DType::BF16, 200, 48, 2100});
+    add({DType::BF16, 200, 48, 2100, /*x_bf16=*/true});
+    // The cpu target's exact matmul (f32 activations; three bf16 terms per activation on AMX tiles).
+    for (auto [n, k] : shapes)
+      for (int m : {1, 5, 6, 13, 37}) add({DType::BF16, m, n, k, false, {}, false, {}, /*exact=*/true});
+    add({DType::BF16, 11, 70, 130, false, {}, /*bias=*/true, {}, /*exact=*/true});
+    add({DType::BF16, 40, 512, 1024, false, {}, false, {}, /*exact=*/true});
+    add({DType::BF16, 200, 48, 2100, false, {}, false, {}, /*exact=*/true});
     cases.push_back(std::make_unique<OnednnCase>(DType::F32, 5, 96, 160));
     cases.push_back(std::make_unique<OnednnCase>(DType::BF16, 17, 96, 160));
     return;
@@ -215,6 +210,8 @@ void add_matmul_cases(CaseList& cases, bool perf) {
   add({DType::I4, 1, f, d, false, {32, DType::F16}});
   add({DType::I4, 1, f, d, false, {128, DType::BF16}});
   for (int m : {8, 64, 512}) add({DType::BF16, m, f, d});
+  // The cpu target's bf16 matmul (f32 activations, exact products): AMX tiles where present.
+  for (int m : {1, 8, 64, 512}) add({DType::BF16, m, f, d, false, {}, false, {}, /*exact=*/true});
   for (int m : {8, 64}) {
     add({DType::I8, m, f, d});
     add({DType::I4, m, f, d});

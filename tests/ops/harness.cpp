@@ -1,6 +1,10 @@
 #include "tests/ops/harness.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
+
+#include "ferry/roofline_probe.h"
 
 namespace ferry::ops_test {
 
@@ -33,6 +37,28 @@ std::vector<float> round_bf16(const std::vector<float>& v) {
   std::vector<float> out(v.size());
   for (size_t i = 0; i < v.size(); ++i) out[i] = bf16_to_f32(f32_to_bf16(v[i]));
   return out;
+}
+
+int cold_copies(size_t bytes) {
+  const size_t want = cold_working_set_bytes();
+  return static_cast<int>(std::max<size_t>(1, (want + bytes - 1) / std::max<size_t>(1, bytes)));
+}
+
+cpu::PackedMatrix clone_packed(const cpu::PackedMatrix& w) {
+  cpu::PackedMatrix c;
+  c.dtype = w.dtype;
+  c.rows = w.rows;
+  c.cols = w.cols;
+  c.cols_padded = w.cols_padded;
+  c.group_size = w.group_size;
+  c.scale_dtype = w.scale_dtype;
+  c.data = cpu::AlignedBytes(w.data.size());
+  c.scales = cpu::AlignedBytes(w.scales.size());
+  c.zeros = cpu::AlignedBytes(w.zeros.size());
+  std::memcpy(c.data.data(), w.data.data(), w.data.size());
+  if (w.scales.size()) std::memcpy(c.scales.data(), w.scales.data(), w.scales.size());
+  if (w.zeros.size()) std::memcpy(c.zeros.data(), w.zeros.data(), w.zeros.size());
+  return c;
 }
 
 }  // namespace ferry::ops_test

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ferry/dtype.h"
+#include "ferry/ops/packed_matrix.h"
 
 namespace ferry::ops_test {
 
@@ -111,5 +112,11 @@ std::vector<float> random_normal(std::mt19937& rng, size_t n, float stddev = 1.0
 std::vector<uint16_t> to_bf16(const std::vector<float>& v);
 std::vector<float> round_bf16(const std::vector<float>& v);
 inline constexpr float kNaN = __builtin_nanf("");
+
+// Perf mode: DRAM-bound cases cycle through this many copies of their data (weights, KV cache) of
+// `bytes` each, so together they exceed cold_working_set_bytes() (> 2x the last-level cache) and every
+// repetition reads cold data, as a real decode step does (its next matmul reads other weights).
+int cold_copies(size_t bytes);
+cpu::PackedMatrix clone_packed(const cpu::PackedMatrix& w);
 
 }  // namespace ferry::ops_test

@@ -156,6 +156,35 @@ TEST(DeviceSim, H2DAndD2HOverlapEachOtherAndCompute) {
   EXPECT_GT(m.overlap_efficiency, 0.8);
 }
 
+// counters(): what each stream did, for the end-of-run metrics (no trace needed). Waiting on an event
+// is not busy time: the compute stream waits 40 ms for the copy but runs for 10.
+TEST(DeviceSim, CountersReportBusyTimeAndBytesPerStream) {
+  for (const char* target : {"sim:l4,h2d=0.05", "cpu"}) {
+    auto dev = create_device(target);
+    const size_t bytes = 2'000'000;  // 40 ms at 50 MB/s on sim; a memcpy on cpu
+    std::vector<char> host(bytes);
+    BufferId buf = dev->alloc("page", bytes);
+    const EventId copied = dev->create_event();
+    dev->copy(StreamKind::H2D, {TaskKind::ExpertPage, 0, 0}, buf, BufferId{}, dev->data(buf), host.data(), bytes);
+    dev->record(copied, StreamKind::H2D);
+    dev->wait(StreamKind::Compute, copied);
+    const BufferAccess reads[] = {{buf, Access::Read}};
+    dev->launch(StreamKind::Compute, {TaskKind::Experts, 0, 0}, reads,
+                [] { std::this_thread::sleep_for(std::chrono::milliseconds(10)); });
+    dev->synchronize();
+    const DeviceCounters c = dev->counters();
+    const bool sim = std::string(target) != "cpu";
+    EXPECT_EQ(c.bytes[static_cast<int>(StreamKind::H2D)], bytes) << target;
+    EXPECT_EQ(c.bytes[static_cast<int>(StreamKind::D2H)], 0u) << target;
+    if (sim) {
+      EXPECT_GE(c.busy_seconds[static_cast<int>(StreamKind::H2D)], 0.040) << target;
+    }
+    EXPECT_GE(c.busy_seconds[static_cast<int>(StreamKind::Compute)], 0.010) << target;
+    EXPECT_LT(c.busy_seconds[static_cast<int>(StreamKind::Compute)], 0.035) << target;
+    EXPECT_EQ(c.busy_seconds[static_cast<int>(StreamKind::Host)], 0.0) << target;
+  }
+}
+
 TEST(DeviceSim, SameStreamCopiesAreSerialised) {
   auto dev = create_device("sim:l4,h2d=0.05");
   const size_t bytes = 1'000'000;  // 20 ms each

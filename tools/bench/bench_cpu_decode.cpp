@@ -9,7 +9,7 @@
 //   bf16,int8,int4] [--batches 1,8,64]
 //                    [--bf16-activations] [--kernels]
 //
-// --kernels also times one 14336x4096 bf16 matmul at M = 1, 8, 64: the
+// --kernels also times one 14336x4096 bf16 matmul at M = 1, 8, 64, 512: the
 // f32-activation kernel the cpu target uses against the ops' bf16-activation
 // kernel.
 #include <omp.h>
@@ -182,7 +182,7 @@ void bench_kernels() {
   const cpu::PackedMatrix packed = cpu::pack_matrix(w.data(), n, k, DType::BF16);
   std::printf("\nbf16 matmul %dx%d (%.0f MB of weights), median of 15:\n", n, k, packed.weight_bytes() / 1e6);
   std::printf("%6s %28s %28s\n", "M", "f32 activations (cpu target)", "bf16 activations (ops)");
-  for (int m : {1, 8, 64}) {
+  for (int m : {1, 8, 64, 512}) {
     std::vector<float> x(static_cast<size_t>(m) * k, 0.01f), y(static_cast<size_t>(m) * n);
     double t[2];
     for (int impl = 0; impl < 2; ++impl) {
@@ -215,7 +215,7 @@ void bench_decode(const Args& a) {
       "V=%d; %d threads (%s); prompt %d tokens, "
       "median of %d decode steps; %s activations into bf16 matmuls\n",
       c.n_layer, c.d_model, c.d_expert, c.n_expert, c.n_expert_used, c.n_vocab, omp_get_max_threads(),
-      cpu::isa_name(cpu::active_isa()), a.context, a.steps, a.bf16_activations ? "bf16" : "f32");
+      cpu::isa_name(cpu::active_level()), a.context, a.steps, a.bf16_activations ? "bf16" : "f32");
   std::printf("%-6s %6s %12s %12s %14s %16s %12s\n", "expert", "batch", "ms/step", "tokens/s",
               "ms/layer/step", "weights GB/step", "GB/s");
   for (const std::string& name : a.dtypes) {

@@ -1,5 +1,5 @@
 // The pipelined executor on a link-bound `sim` device: overlap efficiency with overlap on, wall time
-// with overlap off, and a timeline picture of one decode step.
+// with overlap off, and a timeline picture of two decode steps (docs/img/timeline-sim.svg by default).
 //   bench_pipeline [model_dir] [--h2d GBps] [--steps N] [--svg PATH] [--trace PATH]
 #include <chrono>
 #include <cstdio>
@@ -11,7 +11,6 @@
 #include "ferry/device.h"
 #include "ferry/exec/pipelined_model.h"
 #include "ferry/exec/trace.h"
-#include "ferry/reference_model.h"
 
 using namespace ferry;
 
@@ -22,8 +21,8 @@ struct Run {
   TraceMetrics metrics;
 };
 
-Run run(const WeightsF32& w, const std::string& target, bool overlap, int steps, Trace& trace) {
-  const ModelConfig& c = w.config;
+Run run(const Checkpoint& ckpt, const std::string& target, bool overlap, int steps, Trace& trace) {
+  const ModelConfig& c = ckpt.config();
   planner::Policy p;
   p.batch_size = 8;
   p.micro_batch = 2;  // 4 micro-batches: CPU attention two ahead, a layer's experts in 4 pages
@@ -34,7 +33,7 @@ Run run(const WeightsF32& w, const std::string& target, bool overlap, int steps,
     p.ssd_experts_per_layer.push_back(0);
   }
   auto dev = create_device(target);
-  PipelinedModel model(w, *dev, p);
+  PipelinedModel model(ckpt, *dev, p);
   std::vector<int> seqs;
   std::vector<std::vector<int32_t>> prompts;
   std::vector<ForwardItem> items;
@@ -76,7 +75,7 @@ int main(int argc, char** argv) {
   std::string model_dir = std::string(FERRY_SOURCE_DIR) + "/tests/data/oracles/mixtral_fused";
   std::string svg = std::string(FERRY_SOURCE_DIR) + "/docs/img/timeline-sim.svg", trace_path;
   double h2d = 0.1;
-  int steps = 6;
+  int steps = 10;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--h2d" && i + 1 < argc) h2d = std::stod(argv[++i]);
@@ -87,19 +86,21 @@ int main(int argc, char** argv) {
   }
   try {
     auto ckpt = Checkpoint::open(model_dir);
-    const WeightsF32 w = load_weights_f32(*ckpt);
-    const std::string target = "sim:l4,h2d=" + std::to_string(h2d) + ",d2h=" + std::to_string(h2d);
+    const ModelConfig& c = ckpt->config();
+    char target_buf[96];
+    std::snprintf(target_buf, sizeof target_buf, "sim:l4,h2d=%g,d2h=%g", h2d, h2d);
+    const std::string target = target_buf;
     std::printf("model %s (L=%d, E=%d, 1 pinned expert per layer), N=8, mu=2, device %s, %d decode steps\n",
-                model_dir.c_str(), w.config.n_layer, w.config.n_expert, target.c_str(), steps);
+                model_dir.c_str(), c.n_layer, c.n_expert, target.c_str(), steps);
     Trace on_trace, off_trace;
-    const Run on = run(w, target, true, steps, on_trace);
-    const Run off = run(w, target, false, steps, off_trace);
+    const Run on = run(*ckpt, target, true, steps, on_trace);
+    const Run off = run(*ckpt, target, false, steps, off_trace);
     print("overlap on", on, 8 * steps);
     print("overlap off", off, 8 * steps);
     std::printf("overlap off / on wall time: %.2fx\n", off.wall / on.wall);
     // a picture of the last two decode steps with overlap on
     Trace one;
-    run(w, target, true, 2, one);
+    run(*ckpt, target, true, 2, one);
     write_timeline_svg(one, svg, "ferry decode on " + target + ", N=8, mu=2, overlap on");
     std::printf("timeline: %s\n", svg.c_str());
     if (!trace_path.empty()) write_chrome_trace(on_trace, trace_path);

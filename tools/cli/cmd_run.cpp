@@ -1,6 +1,7 @@
 // ferry run: an offline throughput job over a prompt file. Results are appended to a JSONL file
 // as each request finishes (flushed, so a crash loses nothing finished); --resume skips the ids
-// already there. Progress goes to stderr; tokens/s at the end.
+// already there. Progress goes to stderr; tokens/s at the end, and on a pipeline target the run's
+// metrics beside the planner's prediction.
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -19,6 +20,7 @@
 #include "ferry/prompt_file.h"
 #include "ferry/tokenizer.h"
 #include "generation_options.h"
+#include "model_session.h"
 
 namespace ferry::cli {
 namespace {
@@ -53,7 +55,6 @@ int run_job(RunArgs a) {
   const auto records = read_prompt_file(a.prompts);
   auto ckpt = Checkpoint::open(a.gen.model_dir);
   auto tokenizer = load_tokenizer(a.gen.model_dir);
-  auto model = create_model(*ckpt, a.gen.target);
 
   std::set<std::string> done = a.resume ? finished_ids(a.out) : std::set<std::string>{};
   std::vector<GenerationRequest> requests;
@@ -71,18 +72,19 @@ int run_job(RunArgs a) {
     requests.push_back(std::move(q));
     record_of.push_back(&r);
   }
+  ModelSession session = open_model(*ckpt, a.gen, requests);
   std::FILE* out = std::fopen(a.out.c_str(), a.resume ? "ab" : "wb");
   if (!out) throw Error("cannot write results to " + a.out + ": check the directory exists and is writable");
   std::fprintf(stderr, "ferry: %zu prompts from %s (%zu already done), model %s, target %s, batch %d\n",
                requests.size(), a.prompts.c_str(), done.size(), a.gen.model_dir.c_str(), a.gen.target.target.c_str(),
-               a.gen.batch);
+               session.max_sequences);
 
   size_t finished = 0, failed = 0;
   int64_t generated = 0;
   const auto start = std::chrono::steady_clock::now();
   auto last_report = start;
   const bool tty = isatty(fileno(stderr));
-  Generator generator(*model, *tokenizer, {.max_sequences = a.gen.batch});
+  Generator generator(*session.model, *tokenizer, {.max_sequences = session.max_sequences});
   GenerationStats stats = generator.run(requests, nullptr, [&](GenerationOutput&& o) {
     const PromptRecord& r = *record_of[o.index];
     nlohmann::json j = {{"id", r.id},
@@ -118,12 +120,14 @@ int run_job(RunArgs a) {
               static_cast<long long>(stats.generated_tokens), stats.wall_seconds,
               stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0,
               stats.decode_tokens_per_second(), stats.tokens_per_second(), a.out.c_str());
+  const nlohmann::json pipeline = finish_session(session, a.gen, stats, stdout);
   if (!a.metrics.empty()) {
     nlohmann::json m = {{"requests", stats.requests},          {"failed", failed},
                         {"prompt_tokens", stats.prompt_tokens}, {"generated_tokens", stats.generated_tokens},
                         {"wall_seconds", stats.wall_seconds},   {"prefill_seconds", stats.prefill_seconds},
                         {"decode_seconds", stats.decode_seconds}, {"tokens_per_second", stats.tokens_per_second()},
-                        {"target", a.gen.target.target},        {"batch", a.gen.batch}};
+                        {"target", a.gen.target.target},        {"batch", session.max_sequences}};
+    if (!pipeline.is_null()) m["pipeline"] = pipeline;
     std::ofstream(a.metrics) << m.dump(2) << "\n";
   }
   return failed == 0 ? 0 : 2;

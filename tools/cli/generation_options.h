@@ -1,4 +1,5 @@
-// Options shared by the commands that generate text (generate, run): model, target, sampling.
+// Options shared by the commands that generate text (generate, run): model, target (and, for pipeline
+// targets, policy, trace and timeline), sampling.
 #pragma once
 #include <string>
 #include <vector>
@@ -19,11 +20,15 @@ struct GenerationOptions {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   bool no_bos = false;
-  int batch = 16;
+  int batch = 0;  // sequences decoded together; 0: 16, or the policy's N on a pipeline target
+  // pipeline targets (sim:<profile>, pipeline:<device>)
+  std::string policy = "auto";
+  std::string trace_path, timeline_path;
 };
 
 // Adds --target and the cpu target's flags (--expert-dtype, --kv-dtype, --group-size, --threads,
-// --kv-tokens, --bf16-activations), sampling flags, -n, --stop, --ignore-eos, --no-bos, --batch to `app`.
+// --kv-tokens, --bf16-activations), the pipeline targets' flags (--policy, --trace, --timeline),
+// sampling flags, -n, --stop, --ignore-eos, --no-bos, --batch to `app`.
 void add_generation_options(CLI::App& app, GenerationOptions& o);
 
 // The model directory bundled with ferry, used when --model is not given.

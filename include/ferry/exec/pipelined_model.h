@@ -1,12 +1,19 @@
 // The pipelined executor (MoE-Lightning's CGOPipe) behind the Model interface: a Policy run on a
 // Device. Decode is one explicit loop over (layer i, micro-batch j):
-//   load hidden(i, j) -> device; page j of layer i+1's streamed experts -> device ring;
-//   post-attention + router + experts (i, j) on the device, experts in cache-state order (pinned, then
-//   pages in the order they were issued); pre-attention (norm, QKV, RoPE) for micro-batch j+2;
-//   QKV -> host; attention (i, j+2) on the host over the paged DRAM KV cache.
-// Every step is an asynchronous task guarded by events; with policy.overlap false each step waits for
-// the previous one (the same loop). Prefill runs per sequence chunk on the device, KV written to the
-// host cache, the next layer's experts prefetched during the current one.
+//   wait (on the host) for the CPU attention of (i, j), then load its output to the device; page j of
+//   layer i+1's streamed experts -> device ring; post-attention + router + experts (i, j) on the device,
+//   experts in cache-state order (pinned, then pages in the order they were issued); pre-attention
+//   (norm, QKV, RoPE) for micro-batch j+2; QKV -> host; attention (i, j+2) on the host over the paged
+//   DRAM KV cache.
+// The H2D link is one FIFO, so nothing is put on it that waits for the host: a hidden load is enqueued
+// once its attention has finished, and the expert pages behind it never wait for CPU attention
+// (head-of-line blocking). Every step is an asynchronous task guarded by events; with policy.overlap
+// false each step waits for the previous one (the same loop). Prefill runs per sequence chunk on the
+// device, KV written to the host cache, the next layer's experts prefetched during the current one.
+//
+// Numerics: the layer math is the `cpu` target's (cpu_model.h) on the same packed weights, so at the
+// same expert precision (bf16 KV cache) the two give bit-identical logits, whatever the policy and
+// device; its error bounds against the fp32 reference are the cpu target's.
 //
 // Batching: the generation engine's continuous batching (ferry/generator.h) admits and refills
 // sequences through the Model interface; each forward sorts its decode sequences by context length into
@@ -18,19 +25,21 @@
 #include <vector>
 
 #include "ferry/device.h"
+#include "ferry/dtype.h"
 #include "ferry/model.h"
 #include "ferry/planner/policy.h"
-#include "ferry/reference_model.h"
 
 namespace ferry {
 
-class Trace;
+class Checkpoint;
+class WeightSource;
 
 struct PipelineOptions {
   int kv_block_size = 16;
   int64_t kv_cache_tokens = 0;  // 0: min(max_sequences * context, 65536)
   int max_sequences = 64;
   int prefill_chunk_tokens = 256;
+  int group_size = 64;  // int8 / int4 expert quantisation group (as CpuModelOptions::group_size)
 };
 
 struct PipelineStats {
@@ -45,7 +54,9 @@ class PipelinedModel : public Model {
  public:
   // Plans every buffer on the device up front; throws ferry::Error (naming the buffer) when the
   // policy does not fit, or for a policy the executor cannot run.
-  PipelinedModel(const WeightsF32& weights, Device& device, const planner::Policy& policy,
+  PipelinedModel(const WeightSource& weights, Device& device, const planner::Policy& policy,
+                 const PipelineOptions& options = {});
+  PipelinedModel(const Checkpoint& checkpoint, Device& device, const planner::Policy& policy,
                  const PipelineOptions& options = {});
   ~PipelinedModel() override;
 
@@ -59,6 +70,7 @@ class PipelinedModel : public Model {
   std::span<const float> forward_view(std::span<const ForwardItem> items);
 
   const PipelineStats& stats() const;
+  const planner::Policy& policy() const;
   Device& device();
 
  private:

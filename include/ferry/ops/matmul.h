@@ -5,6 +5,10 @@
 // (onednn_matmul.h) at M = 1, 8, 64, 512; docs/BENCHMARKS.md has the figures.
 // Activations at the AVX-512 level: rounded to bf16 for BF16 weights, quantised per group to int8
 // (VNNI) for I8/I4 weights; the AVX2 and scalar levels keep them in f32.
+// Large M, BF16 weights, AMX level (isa.h): from M = 4 on, the same packed panels feed AMX tiles
+// (tdpbf16ps; matmul_amx.cpp) -- the panels are laid out as AMX B tiles, so no second copy of the weights.
+// Activations are rounded to bf16 there too. Below AMX (AVX-512 without tiles, e.g. Zen 4) the AVX-512
+// kernel serves every M: oneDNN is no faster there. Figures: docs/BENCHMARKS.md "Large-M bf16 matmul".
 // Threads: OpenMP over chunks of output panels. Allocates nothing after the first call of a given size.
 #pragma once
 #include <cstdint>
@@ -18,6 +22,14 @@ void matmul(const PackedMatrix& w, const float* x, float* y, int m, const float*
 
 // Same with bf16 activations x_bf16 [m, K].
 void matmul_xbf16(const PackedMatrix& w, const uint16_t* x_bf16, float* y, int m, const float* bias = nullptr);
+
+// BF16 weights with f32 activations and f32-accurate products, on AMX tiles: every activation is split
+// into three bf16 terms (x = h + m + l, exactly), each product of terms is exact in f32 and the three
+// partial sums are added at the end, so the result matches f32 activations with f32 FMAs to f32 rounding
+// (the cpu target's numerics, src/exec/cpu/exact_matmul.h). Every M takes this path, and an output row
+// depends only on its own activations: the result of a row does not change with the batch around it.
+// Returns false, doing nothing, unless amx_active() and w is BF16; the caller then uses its own kernel.
+bool matmul_exact_amx(const PackedMatrix& w, const float* x, float* y, int m, const float* bias = nullptr);
 
 // Reference: dequantised W in f32, f64 accumulation, f32 (unrounded) activations.
 void matmul_ref(const PackedMatrix& w, const float* x, float* y, int m, const float* bias = nullptr);

@@ -11,8 +11,8 @@
 
 #include "exec/cpu/cpu_weights.h"
 #include "exec/cpu/exact_matmul.h"
-#include "exec/cpu/expert_mlp.h"
 #include "exec/cpu/kv_arena.h"
+#include "exec/cpu/layer_blocks.h"
 #include "ferry/error.h"
 #include "ferry/ops/cpu_ops.h"
 #include "ferry/rope_frequencies.h"
@@ -58,47 +58,22 @@ struct Workspace {
   std::vector<int32_t> token, pos;          // [T]
   std::vector<int32_t> slot;                // [T] KV cache slot of each new token
   std::vector<float> h;                     // [T, D] residual stream
-  std::vector<float> x;                     // [T, D] normalised input of attention / FFN
-  std::vector<float> y;                     // [T, D] output of attention / FFN
+  std::vector<float> x;                     // [T, D] normalised input of attention
+  std::vector<float> y;                     // [T, D] output of attention
   std::vector<float> qkv;                   // [T, H*Dh + 2*Hkv*Dh]
   std::vector<float> q, attn;               // [T, H*Dh]
   std::vector<float> k, v;                  // [T, Hkv*Dh]
-  std::vector<float> router_logits;         // [T, E]
-  std::vector<int32_t> topk_idx;            // [T, K]
-  std::vector<float> topk_weight;           // [T, K]
-  std::vector<float> probs;                 // [E]
-  std::vector<float> shared_weight;         // [T] sigmoid gate of the shared expert
   std::vector<int32_t> decode_items;        // [S] items of one token, attended together
   std::vector<float> decode_q, decode_out;  // [S, H*Dh] when decode rows are not contiguous
   std::vector<int32_t> block_tables;        // [S, max blocks]
   std::vector<int32_t> n_ctx;               // [S]
   std::vector<float> final_x;               // [R, D]
   std::vector<float> logits;                // [R, V]
+  std::vector<std::byte> ffn_arena;         // the FFN buffers (layer_blocks.h), carved into ffn
+  int ffn_tokens = 0;                       // tokens ffn is carved for
+  cpu_target::FfnBuffers ffn;
   cpu_target::MlpScratch mlp;               // routed experts, shared expert, dense MLP
 };
-
-// The router of one token, as route_token (route_token.cpp) computes it, into caller-owned buffers.
-// probs [E].
-void route(const ModelConfig& c, const float* logits, float* probs, int32_t* idx, float* weight) {
-  const RouterChoice r = route_token(c, logits, probs);
-  for (int j = 0; j < r.k; ++j) {
-    idx[j] = r.expert[j];
-    weight[j] = r.weight[j];
-  }
-}
-
-void norm_rows(const ModelConfig& c, const std::vector<float>& w, const std::vector<float>& b, const float* x,
-               float* y, int rows) {
-  const float eps = static_cast<float>(c.norm_eps);
-  if (c.norm == NormKind::RmsNorm)
-    cpu::rms_norm(x, w.data(), y, rows, c.d_model, eps);
-  else
-    cpu::layer_norm(x, w.data(), b.empty() ? nullptr : b.data(), y, rows, c.d_model, eps);
-}
-
-void clamp(float* x, size_t n, float limit) {
-  for (size_t i = 0; i < n; ++i) x[i] = std::clamp(x[i], -limit, limit);
-}
 
 }  // namespace
 
@@ -121,6 +96,7 @@ struct CpuModel::Impl {
   Workspace ws;
   // Matmuls of bf16 weights: f32 activations (exact products) unless options.bf16_activations.
   MatmulFn bf16_matmul = nullptr;
+  std::vector<std::vector<const cpu_target::PackedMlp*>> expert_of;  // [L][E] for routed_expert_outputs
 
   Impl(CpuWeights weights, const CpuModelOptions& o)
       : options(o),
@@ -134,6 +110,9 @@ struct CpuModel::Impl {
                   " active experts per token are not supported");
     bf16_matmul = o.bf16_activations ? MatmulFn(&cpu::matmul) : MatmulFn(&cpu_target::matmul_f32_activations);
     max_blocks_per_seq = (c.max_position + o.kv_block_size - 1) / o.kv_block_size;
+    expert_of.resize(c.n_layer);
+    for (int l = 0; l < c.n_layer; ++l)
+      for (const cpu_target::PackedMlp& e : w.layers[l].experts) expert_of[l].push_back(&e);
     seqs.reserve(std::max(1, o.max_sequences));
     const int n_seq = std::max(1, std::min(o.max_sequences, std::max(1, o.max_batch_tokens)));
     reserve(std::max(1, o.max_batch_tokens), n_seq, n_seq);
@@ -156,11 +135,6 @@ struct CpuModel::Impl {
     grow(ws.attn, T * q_dim);
     grow(ws.k, T * kv_dim);
     grow(ws.v, T * kv_dim);
-    grow(ws.router_logits, T * std::max(c.n_expert, 1));
-    grow(ws.topk_idx, T * std::max(c.n_expert_used, 1));
-    grow(ws.topk_weight, T * std::max(c.n_expert_used, 1));
-    grow(ws.probs, std::max(c.n_expert, 1));
-    grow(ws.shared_weight, T);
     grow(ws.decode_items, n_item);
     grow(ws.decode_q, static_cast<size_t>(n_item) * q_dim);
     grow(ws.decode_out, static_cast<size_t>(n_item) * q_dim);
@@ -168,8 +142,13 @@ struct CpuModel::Impl {
     grow(ws.n_ctx, n_item);
     grow(ws.final_x, static_cast<size_t>(n_rows) * D);
     grow(ws.logits, static_cast<size_t>(n_rows) * c.n_vocab);
+    if (n_tok > ws.ffn_tokens) {
+      ws.ffn_arena.resize(cpu_target::ffn_buffer_bytes(c, n_tok));
+      ws.ffn = cpu_target::carve_ffn_buffers(c, n_tok, ws.ffn_arena.data());
+      ws.ffn_tokens = n_tok;
+    }
     const int f_max = std::max({c.d_expert, c.d_shared, c.d_ff_dense, 1});
-    ws.mlp.reserve(n_tok, c.d_model, f_max, std::max(c.n_expert, 1), std::max(c.n_expert_used, 1));
+    ws.mlp.reserve(n_tok, c.d_model, f_max);
   }
 
   Sequence& sequence(int seq) {
@@ -256,12 +235,7 @@ struct CpuModel::Impl {
     const std::span<const ItemPlan> plan(ws.items.data(), items.size());
     last_weight_bytes = w.dense_bytes();
 
-    if (!w.embed_bf16.empty())
-      cpu::embedding_gather(w.embed_bf16.data(), DType::BF16, c.n_vocab, c.d_model, ws.token.data(), n_tok,
-                            ws.h.data());
-    else
-      cpu::embedding_gather(w.embed_f32.data(), DType::F32, c.n_vocab, c.d_model, ws.token.data(), n_tok,
-                            ws.h.data());
+    cpu_target::embed_tokens(w, ws.token.data(), n_tok, ws.h.data());
 
     for (int l = 0; l < c.n_layer; ++l) {
       attention_block(l, plan, n_tok);
@@ -274,9 +248,7 @@ struct CpuModel::Impl {
     for (const ItemPlan& it : plan)
       for (int j = it.all_logits ? 0 : it.n_tok - 1; j < it.n_tok; ++j, ++r)
         std::memcpy(ws.final_x.data() + r * D, ws.h.data() + (it.t0 + j) * D, D * sizeof(float));
-    norm_rows(c, w.final_norm, w.final_norm_bias, ws.final_x.data(), ws.final_x.data(), n_rows);
-    bf16_matmul(w.lm_head, ws.final_x.data(), ws.logits.data(), n_rows,
-                w.lm_head_bias.empty() ? nullptr : w.lm_head_bias.data());
+    cpu_target::final_logits(w, bf16_matmul, ws.final_x.data(), n_rows, ws.final_x.data(), ws.logits.data());
 
     for (const ItemPlan& it : plan) seqs[it.seq].n_past += it.n_tok;
     return {ws.logits.data(), static_cast<size_t>(n_rows) * c.n_vocab};
@@ -286,42 +258,11 @@ struct CpuModel::Impl {
   void attention_block(int l, std::span<const ItemPlan> plan, int n_tok) {
     const ModelConfig& c = w.config;
     const CpuLayerWeights& L = w.layers[l];
-    const int H = c.n_head, Hkv = c.n_head_kv, Dh = c.head_dim;
-    const size_t q_dim = c.q_dim(), kv_dim = c.kv_dim(), qkv_dim = q_dim + 2 * kv_dim, T = n_tok;
-    const float eps = static_cast<float>(c.norm_eps);
+    const int H = c.n_head;
+    const size_t q_dim = c.q_dim();
     float *q = ws.q.data(), *k = ws.k.data(), *v = ws.v.data(), *attn = ws.attn.data();
-
-    norm_rows(c, L.attn_norm, L.attn_norm_bias, ws.h.data(), ws.x.data(), n_tok);
-    bf16_matmul(L.wqkv, ws.x.data(), ws.qkv.data(), n_tok, L.bqkv.empty() ? nullptr : L.bqkv.data());
-    for (size_t i = 0; i < T; ++i) {  // [T, q | k | v] -> q [T, H, Dh], k, v [T, Hkv, Dh]
-      const float* row = ws.qkv.data() + i * qkv_dim;
-      std::memcpy(q + i * q_dim, row, q_dim * sizeof(float));
-      std::memcpy(k + i * kv_dim, row + q_dim, kv_dim * sizeof(float));
-      std::memcpy(v + i * kv_dim, row + q_dim + kv_dim, kv_dim * sizeof(float));
-    }
-    if (c.qk_norm == QkNorm::PerHead) {  // Qwen3: RMSNorm over Dh within each head
-      cpu::rms_norm(q, L.q_norm.data(), q, n_tok * H, Dh, eps);
-      cpu::rms_norm(k, L.k_norm.data(), k, n_tok * Hkv, Dh, eps);
-    } else if (c.qk_norm == QkNorm::Full) {  // OLMoE: one RMSNorm over the whole projection
-      cpu::rms_norm(q, L.q_norm.data(), q, n_tok, static_cast<int>(q_dim), eps);
-      cpu::rms_norm(k, L.k_norm.data(), k, n_tok, static_cast<int>(kv_dim), eps);
-    }
-    if (c.clip_qkv > 0) {
-      const float clip = static_cast<float>(c.clip_qkv);
-      clamp(q, T * q_dim, clip);
-      clamp(k, T * kv_dim, clip);
-      clamp(v, T * kv_dim, clip);
-    }
-    cpu::RopeParams rp;
-    rp.head_dim = Dh;
-    rp.rotary_dim = c.rope.rotary_dim;
-    rp.pairing = c.rope.pairing;
-    rp.inv_freq = rope.inv_freq.data();
-    rp.attention_factor = rope.attention_factor;
-    rp.n_head = H;
-    cpu::rope(q, n_tok, ws.pos.data(), rp);
-    rp.n_head = Hkv;
-    cpu::rope(k, n_tok, ws.pos.data(), rp);
+    cpu_target::attention_input(c, L, rope, bf16_matmul, ws.h.data(), n_tok, ws.pos.data(), ws.x.data(),
+                                ws.qkv.data(), {q, k, v});
 
     const cpu::KvCacheLayer& cache = kv.layer(l);
     cpu::kv_cache_store(cache, ws.slot.data(), n_tok, k, v);
@@ -367,39 +308,19 @@ struct CpuModel::Impl {
           std::memcpy(attn + plan[ws.decode_items[d]].t0 * q_dim, dout + d * q_dim, q_dim * sizeof(float));
     }
 
-    bf16_matmul(L.wo, attn, ws.y.data(), n_tok, L.bo.empty() ? nullptr : L.bo.data());
-    cpu::residual_add(ws.h.data(), ws.y.data(), ws.h.data(), static_cast<int64_t>(T) * c.d_model);
+    cpu_target::attention_output(c, L, bf16_matmul, attn, n_tok, ws.y.data(), ws.h.data());
   }
 
   // Norm, routed experts (+ sigmoid-gated shared expert) or the dense MLP, residual.
   void ffn_block(int l, int n_tok) {
     const ModelConfig& c = w.config;
     const CpuLayerWeights& L = w.layers[l];
-    const size_t T = n_tok, D = c.d_model;
-    float *x = ws.x.data(), *y = ws.y.data();
-    norm_rows(c, L.ffn_norm, L.ffn_norm_bias, ws.h.data(), x, n_tok);
-    std::fill(y, y + T * D, 0.0f);
-    if (L.is_moe) {
-      const int E = c.n_expert, K = c.n_expert_used;
-      cpu::matmul(L.router, x, ws.router_logits.data(), n_tok);  // f32 weights and activations
-      for (size_t t = 0; t < T; ++t)
-        route(c, ws.router_logits.data() + t * E, ws.probs.data(), ws.topk_idx.data() + t * K,
-              ws.topk_weight.data() + t * K);
-      last_weight_bytes += cpu_target::routed_experts(L.experts, bf16_matmul, x, n_tok, ws.topk_idx.data(),
-                                                      ws.topk_weight.data(), K, y, ws.mlp);
-      if (!L.shared.empty()) {
-        const float* gate = nullptr;
-        if (L.shared_gate.rows > 0) {
-          cpu::matmul(L.shared_gate, x, ws.shared_weight.data(), n_tok);  // [T, 1]
-          for (size_t t = 0; t < T; ++t) ws.shared_weight[t] = 1.0f / (1.0f + std::exp(-ws.shared_weight[t]));
-          gate = ws.shared_weight.data();
-        }
-        cpu_target::mlp_rows(L.shared, bf16_matmul, x, nullptr, gate, n_tok, y, ws.mlp);
-      }
-    } else {
-      cpu_target::mlp_rows(L.dense, bf16_matmul, x, nullptr, nullptr, n_tok, y, ws.mlp);
-    }
-    cpu::residual_add(ws.h.data(), y, ws.h.data(), static_cast<int64_t>(T) * D);
+    cpu_target::ffn_input(c, L, ws.h.data(), n_tok, ws.ffn);
+    if (L.is_moe)
+      last_weight_bytes += cpu_target::routed_expert_outputs(expert_of[l].data(), 0, c.n_expert, bf16_matmul,
+                                                             c.d_model, ws.ffn, ws.mlp);
+    cpu_target::shared_outputs(c, L, bf16_matmul, n_tok, ws.ffn, ws.mlp);
+    cpu_target::ffn_output(c, L, n_tok, ws.ffn, ws.h.data());
   }
 };
 

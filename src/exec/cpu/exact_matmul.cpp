@@ -111,6 +111,8 @@ void run_panels(const Args& a, int panel_begin, int panel_end) {
 
 void matmul_f32_activations(const cpu::PackedMatrix& w, const float* x, float* y, int m, const float* bias) {
   if (m <= 0) return;
+  // AMX: the same exact products on tiles (x split into three bf16 terms), at every m.
+  if (cpu::matmul_exact_amx(w, x, y, m, bias)) return;
   if (w.dtype != DType::BF16 || cpu::active_isa() != cpu::Isa::Avx512) {
     cpu::matmul(w, x, y, m, bias);
     return;

@@ -1,7 +1,6 @@
-// Internal to the cpu target: SwiGLU MLPs over rows of a batch (dense MLP, shared expert) and the routed
-// experts of a MoE layer, with tokens grouped by expert so each expert's weights stream once per forward.
-// The same structure as cpu::expert_ffn / cpu::moe_experts, but every matmul goes through a MatmulFn, so
-// bf16 weights can take f32 activations (exact_matmul.h).
+// Internal to the cpu op set's decoder layer (layer_blocks.h): one SwiGLU MLP over a set of rows of a
+// batch, every matmul through a MatmulFn so bf16 weights can take f32 activations (exact_matmul.h),
+// and the one weighted accumulation both targets use, so the same sums are computed the same way.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -13,25 +12,22 @@ namespace ferry::cpu_target {
 
 using MatmulFn = void (*)(const cpu::PackedMatrix& w, const float* x, float* y, int m, const float* bias);
 
-// Buffers of the MLPs, reserved for T tokens, hidden width F (the widest MLP), E experts, K per token.
+// Buffers of one MLP call, reserved for T rows and hidden width F (the widest MLP).
 struct MlpScratch {
-  std::vector<float> x_rows;     // [T, D] gathered input rows
-  std::vector<float> gate, up;   // [T, F]
-  std::vector<float> out;        // [T, D]
-  std::vector<int32_t> offsets;  // [E + 1] first assignment of each expert
-  std::vector<int32_t> rows;     // [T*K] token of each assignment, grouped by expert
-  std::vector<float> weights;    // [T*K] its routing weight
-  void reserve(int n_tok, int d, int f, int n_expert, int top_k);
+  std::vector<float> x_rows;    // [T, D] gathered input rows
+  std::vector<float> gate, up;  // [T, F]
+  std::vector<float> out;       // [T, D] routed expert outputs before they are scattered
+  void reserve(int n_tok, int d, int f);
+  size_t bytes() const;
 };
 
-// y[r] += row_weight[i] * mlp(x[r]) for r = rows[i], i < n; rows null means r = i (no gather);
-// row_weight null means 1. x, y [T, D].
-void mlp_rows(const PackedMlp& mlp, MatmulFn matmul, const float* x, const int32_t* rows,
-              const float* row_weight, int n, float* y, MlpScratch& s);
+// out[i] = mlp(x[rows[i]]) for i < n (rows null: x[i]); out [n, D] (may be s.out). Unweighted.
+void mlp_forward(const PackedMlp& mlp, MatmulFn matmul, const float* x, const int32_t* rows, int n, float* out,
+                 MlpScratch& s);
 
-// y[t] += sum_j topk_weight[t, j] * expert_{topk_idx[t, j]}(x[t]); experts in ascending index, as the
-// reference accumulates them. Returns the bytes of expert weights read (the experts that had tokens).
-size_t routed_experts(const std::vector<PackedMlp>& experts, MatmulFn matmul, const float* x, int n_tok,
-                      const int32_t* topk_idx, const float* topk_weight, int top_k, float* y, MlpScratch& s);
+// y[j] += w * o[j], j < d: every weighted sum of expert outputs goes through this one loop.
+inline void add_scaled(float* y, const float* o, float w, size_t d) {
+  for (size_t j = 0; j < d; ++j) y[j] += w * o[j];
+}
 
 }  // namespace ferry::cpu_target

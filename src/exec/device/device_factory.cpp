@@ -1,10 +1,12 @@
-// create_device: `cpu` or `sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps]`.
+// create_device: `cpu` or `sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps]`; sim_hardware: the profile a
+// sim device emulates.
 #include <unistd.h>
 
 #include <charconv>
 
 #include "exec/device/stream_device.h"
 #include "ferry/error.h"
+#include "ferry/exec/sim_hardware.h"
 #include "ferry/planner/hardware_profile.h"
 
 namespace ferry {
@@ -19,19 +21,16 @@ double parse_number(const std::string& target, const std::string& key, const std
   return v;
 }
 
-std::unique_ptr<Device> create_sim(const std::string& target) {
-  std::string rest = target.substr(4);
-  std::string profile = rest.substr(0, rest.find(','));
+}  // namespace
+
+planner::HardwareProfile sim_hardware(const std::string& target) {
+  if (target.rfind("sim:", 0) != 0) throw Error("'" + target + "' is not a sim device (sim:<profile>[,...])");
+  const std::string rest = target.substr(4);
+  const std::string profile = rest.substr(0, rest.find(','));
   if (profile.empty()) throw Error("device target '" + target + "': name a hardware profile, e.g. sim:l4");
-  const planner::HardwareProfile hw = planner::resolve_hardware(profile);
+  planner::HardwareProfile hw = planner::resolve_hardware(profile);
   if (!hw.has_gpu())
     throw Error("device target '" + target + "': hardware profile '" + profile + "' has no GPU to emulate");
-  DeviceInfo info;
-  info.name = "sim:" + profile;
-  info.asynchronous = true;
-  double capacity = hw.gpu->capacity_bytes;
-  info.h2d_gbps = hw.links.h2d_gbps;
-  info.d2h_gbps = hw.links.d2h_gbps;
   size_t pos = rest.find(',');
   while (pos != std::string::npos) {
     const size_t next = rest.find(',', pos + 1);
@@ -39,16 +38,29 @@ std::unique_ptr<Device> create_sim(const std::string& target) {
     const size_t eq = kv.find('=');
     const std::string key = kv.substr(0, eq), value = eq == std::string::npos ? "" : kv.substr(eq + 1);
     if (key == "scale")
-      capacity *= parse_number(target, key, value);
+      hw.gpu->capacity_bytes *= parse_number(target, key, value);
     else if (key == "h2d")
-      info.h2d_gbps = parse_number(target, key, value);
+      hw.links.h2d_gbps = parse_number(target, key, value);
     else if (key == "d2h")
-      info.d2h_gbps = parse_number(target, key, value);
+      hw.links.d2h_gbps = parse_number(target, key, value);
     else
       throw Error("device target '" + target + "': unknown option '" + key + "' (known: scale, h2d, d2h)");
     pos = next;
   }
-  info.capacity_bytes = static_cast<size_t>(capacity);
+  hw.name = target;
+  return hw;
+}
+
+namespace {
+
+std::unique_ptr<Device> create_sim(const std::string& target) {
+  const planner::HardwareProfile hw = sim_hardware(target);
+  DeviceInfo info;
+  info.name = target.substr(0, target.find(','));
+  info.asynchronous = true;
+  info.capacity_bytes = static_cast<size_t>(hw.gpu->capacity_bytes);
+  info.h2d_gbps = hw.links.h2d_gbps;
+  info.d2h_gbps = hw.links.d2h_gbps;
   return std::make_unique<exec::StreamDevice>(std::move(info));
 }
 

@@ -1,6 +1,10 @@
 #include "exec/device/stream_device.h"
 
+#include <omp.h>
 #include <sys/mman.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include <chrono>
 #include <cstdlib>
@@ -52,7 +56,8 @@ StreamDevice::~StreamDevice() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
-  changed_.notify_all();
+  for (Queue& q : queues_) q.work.notify_all();
+  done_.notify_all();
   for (std::thread& t : workers_) t.join();
   if (arena_) munmap(arena_, arena_size_);
 }
@@ -62,7 +67,8 @@ void StreamDevice::charge(const std::string& name, size_t bytes) {
   if (bytes > free)
     throw Error("device " + info_.name + ": buffer '" + name + "' of " + mib(bytes) + " does not fit: " + mib(free) +
                 " free of " + mib(info_.capacity_bytes) +
-                "; lower the batch size or the pinned experts in the policy, or use a larger device");
+                "; lower the batch size or the pinned experts in the policy, or use a larger device" +
+                (info_.name.rfind("sim:", 0) == 0 ? " (raise or drop scale= on the sim target)" : ""));
   used_ += bytes;
 }
 
@@ -162,7 +168,7 @@ void StreamDevice::synchronize(EventId e) {
   if (info_.asynchronous) {
     const uint64_t gen = event_recorded_[e.index];
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return event_done_[e.index].load() >= gen || worker_error_; });
+    wait_done(lock, [&] { return event_done_[e.index].load() >= gen || worker_error_; });
   }
   rethrow_worker_error();
 }
@@ -171,13 +177,33 @@ void StreamDevice::synchronize() {
   checker_.on_host_sync_all();
   if (info_.asynchronous) {
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] {
+    wait_done(lock, [&] {
       for (Queue& q : queues_)
         if (q.done.load() < q.enqueued) return false;
       return true;
     });
   }
   rethrow_worker_error();
+}
+
+template <class Pred>
+void StreamDevice::wait_done(std::unique_lock<std::mutex>& lock, Pred pred) {
+  ++done_waiters_;
+  done_.wait(lock, pred);
+  --done_waiters_;
+}
+
+void StreamDevice::notify_done() {
+  if (done_waiters_) done_.notify_all();
+}
+
+DeviceCounters StreamDevice::counters() const {
+  DeviceCounters c;
+  for (int s = 0; s < kStreamCount; ++s) {
+    c.busy_seconds[s] = static_cast<double>(queues_[s].busy_ns.load()) * 1e-9;
+    c.bytes[s] = queues_[s].bytes.load();
+  }
+  return c;
 }
 
 void StreamDevice::rethrow_worker_error() {
@@ -199,24 +225,29 @@ void StreamDevice::enqueue(StreamKind stream, Op&& op) {
   }
   {
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [&] { return q.tail - q.head < q.ring.size(); });
+    if (q.tail - q.head == q.ring.size()) {
+      ++space_waiters_;
+      space_.wait(lock, [&] { return q.tail - q.head < q.ring.size(); });
+      --space_waiters_;
+    }
     q.ring[q.tail % q.ring.size()] = std::move(op);
     ++q.tail;
     ++q.enqueued;
   }
-  changed_.notify_all();
+  q.work.notify_one();
 }
 
 void StreamDevice::execute(StreamKind stream, Op& op) {
+  Queue& q = queues_[static_cast<int>(stream)];
+  const auto t0 = std::chrono::steady_clock::now();
   const double start = trace_ ? trace_->now_us() : 0;
+  uint64_t bytes = 0;
   switch (op.type) {
     case Op::Run:
       op.fn();
       op.fn.reset();
       break;
     case Op::Copy: {
-      const auto t0 = std::chrono::steady_clock::now();
-      size_t bytes = 0;
       for (int i = 0; i < op.n_segment; ++i) {
         const CopySegment& s = op.segments[i];
         if (s.dst != s.src && s.bytes) std::memcpy(s.dst, s.src, s.bytes);
@@ -225,39 +256,51 @@ void StreamDevice::execute(StreamKind stream, Op& op) {
       const double gbps = stream == StreamKind::H2D ? info_.h2d_gbps : info_.d2h_gbps;
       if (gbps > 0)  // the link is busy for bytes / bandwidth, however fast the memcpy was
         std::this_thread::sleep_until(t0 + std::chrono::duration<double>(static_cast<double>(bytes) / (gbps * 1e9)));
-      if (trace_) trace_->add(stream, op.tag, start, trace_->now_us(), bytes);
-      return;
+      break;
     }
     case Op::Record: {
       {
         std::lock_guard lock(mutex_);
         event_done_[op.event].store(op.generation);
+        notify_done();
       }
-      changed_.notify_all();
       return;
     }
     case Op::Wait: {
       if (!info_.asynchronous) return;
       std::unique_lock lock(mutex_);
-      changed_.wait(lock, [&] { return event_done_[op.event].load() >= op.generation || stopping_; });
+      wait_done(lock, [&] { return event_done_[op.event].load() >= op.generation || stopping_; });
       return;
     }
   }
-  if (trace_) trace_->add(stream, op.tag, start, trace_->now_us(), 0);
+  const auto t1 = std::chrono::steady_clock::now();
+  q.busy_ns.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()),
+                      std::memory_order_relaxed);
+  q.bytes.fetch_add(bytes, std::memory_order_relaxed);
+  if (trace_) trace_->add(stream, op.tag, start, trace_->now_us(), bytes);
 }
 
 void StreamDevice::worker(int s) {
+#ifdef __linux__
+  // Copies sleep for bytes / bandwidth: without this the kernel may add its default 50 us of timer
+  // slack to every sleep, and the emulated link would run slower than its stated bandwidth.
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+#endif
+  // The emulated GPU's streams (compute, copy engines) each get one host thread; only the Host stream
+  // (CPU attention) parallelises over the host's cores, as it does on a real machine. Otherwise the
+  // device compute's OpenMP team would spin on the cores CPU attention and the copy engines need.
+  if (static_cast<StreamKind>(s) != StreamKind::Host) omp_set_num_threads(1);
   Queue& q = queues_[s];
   for (;;) {
     Op op;
     {
       std::unique_lock lock(mutex_);
-      changed_.wait(lock, [&] { return q.tail > q.head || stopping_; });
+      q.work.wait(lock, [&] { return q.tail > q.head || stopping_; });
       if (stopping_ && q.tail == q.head) return;
       op = std::move(q.ring[q.head % q.ring.size()]);
       ++q.head;
+      if (space_waiters_) space_.notify_all();
     }
-    changed_.notify_all();
     try {
       execute(static_cast<StreamKind>(s), op);
     } catch (...) {
@@ -267,8 +310,8 @@ void StreamDevice::worker(int s) {
     {
       std::lock_guard lock(mutex_);
       q.done.fetch_add(1);
+      notify_done();
     }
-    changed_.notify_all();
   }
 }
 

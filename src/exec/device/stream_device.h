@@ -1,6 +1,10 @@
 // The host-emulated Device behind both `cpu` and `sim:<profile>`. Synchronous mode (cpu) runs each
 // task on the calling thread as it is enqueued; asynchronous mode (sim) gives every stream its own
 // worker thread and a fixed-size FIFO, and makes copies last bytes / bandwidth of wall time.
+//
+// Wake-ups are targeted (one condition variable per stream for new work, one for completions that
+// only waiters are told about): with four workers and the host on a 2-core machine, waking every
+// thread on every state change would cost more link time than the copies themselves.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -38,6 +42,7 @@ class StreamDevice final : public Device {
   void synchronize(EventId e) override;
   void synchronize() override;
   void set_trace(Trace* trace) override { trace_ = trace; }
+  DeviceCounters counters() const override;
 
  private:
   struct Op {
@@ -54,6 +59,9 @@ class StreamDevice final : public Device {
     size_t head = 0, tail = 0;  // pop at head, push at tail; size = tail - head
     uint64_t enqueued = 0;
     std::atomic<uint64_t> done{0};
+    std::condition_variable work;  // an op was pushed (the worker waits on it)
+    // totals for counters(), written by the stream's worker only
+    std::atomic<uint64_t> busy_ns{0}, bytes{0};
   };
   static constexpr size_t kQueueDepth = 512;
   static constexpr int kMaxEvents = 4096;
@@ -63,6 +71,10 @@ class StreamDevice final : public Device {
   void execute(StreamKind stream, Op& op);
   void worker(int stream);
   void rethrow_worker_error();
+  // Blocks (lock held) until pred(); woken by completions (op done, event recorded, worker error).
+  template <class Pred>
+  void wait_done(std::unique_lock<std::mutex>& lock, Pred pred);
+  void notify_done();  // lock held
 
   DeviceInfo info_;
   OrderChecker checker_;
@@ -82,8 +94,10 @@ class StreamDevice final : public Device {
 
   Trace* trace_ = nullptr;
   std::array<Queue, kStreamCount> queues_;
-  std::mutex mutex_;
-  std::condition_variable changed_;  // queue pushed/popped, op done, event completed
+  mutable std::mutex mutex_;
+  std::condition_variable space_;  // an op was popped (an enqueuer waits on a full queue)
+  std::condition_variable done_;   // an op finished, an event completed, a worker failed
+  int space_waiters_ = 0, done_waiters_ = 0;
   bool stopping_ = false;
   std::exception_ptr worker_error_;
   std::vector<std::thread> workers_;

@@ -11,6 +11,8 @@ namespace ferry {
 
 namespace {
 
+constexpr double kMinTaskPx = 1.5;
+
 const char* kind_colour(TaskKind k) {
   static const char* const kColours[kTaskKindCount] = {
       "#9e9e9e",  // embed
@@ -66,12 +68,14 @@ void write_timeline_svg(const Trace& trace, const std::filesystem::path& path, c
     out << buf;
     for (const TraceEvent& e : trace.events(static_cast<StreamKind>(s))) {
       const double x = left + (e.start_us - t0) * scale;
-      const double w = std::max(0.5, (e.end_us - e.start_us) * scale);
+      // Short tasks (a tiny model's kernels last microseconds) are drawn kMinTaskPx wide, without the
+      // separating stroke, so they stay visible beside the copies; the tooltip has the exact times.
+      const double w_true = (e.end_us - e.start_us) * scale, w = std::max(kMinTaskPx, w_true);
       std::snprintf(buf, sizeof buf,
                     "<rect x=\"%.2f\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"%s\" stroke=\"white\" "
-                    "stroke-width=\"0.3\"><title>%s L%d.%d %.0f-%.0f us</title></rect>\n",
-                    x, y + 2, w, lane_h - 4, kind_colour(e.tag.kind), task_kind_name(e.tag.kind), e.tag.layer,
-                    e.tag.micro_batch, e.start_us - t0, e.end_us - t0);
+                    "stroke-width=\"%s\"><title>%s L%d.%d %.0f-%.0f us</title></rect>\n",
+                    x, y + 2, w, lane_h - 4, kind_colour(e.tag.kind), w_true < 3 ? "0" : "0.3",
+                    task_kind_name(e.tag.kind), e.tag.layer, e.tag.micro_batch, e.start_us - t0, e.end_us - t0);
       out << buf;
       if (w > 26 && e.tag.layer >= 0) {  // label only where it fits
         std::snprintf(buf, sizeof buf, "<text x=\"%.2f\" y=\"%d\" font-size=\"9\" fill=\"black\">L%d.%d</text>\n",

@@ -1,0 +1,126 @@
+// Pipeline targets: device, policy (file or planner), prediction and executor, built in that order.
+#include "ferry/pipeline_target.h"
+
+#include <algorithm>
+#include <string>
+
+#include "ferry/error.h"
+#include "ferry/exec/sim_hardware.h"
+#include "ferry/planner/plan_report.h"
+#include "ferry/planner/planner.h"
+
+namespace ferry {
+
+namespace {
+
+constexpr const char* kPipelinePrefix = "pipeline:";
+constexpr int64_t kMaxAutoBatchOnCpu = 64;
+
+std::string model_name(const Checkpoint& ckpt) { return ckpt.dir().filename().string(); }
+
+// Why auto planning failed, in terms a user can act on: what is short, the largest device buffer of the
+// closest policy, and what to change.
+std::string no_fit_message(const std::string& target, const std::string& model, const planner::PlanResult& r,
+                           const planner::HardwareProfile& hw) {
+  std::string msg = "the planner finds no policy for " + model + " that fits " + target + " (GPU memory " +
+                    planner::format_bytes(hw.gpu->capacity_bytes) + ")";
+  const planner::MemoryPlan& m = r.closest.estimate.memory;
+  if (r.closest.policy.batch_size > 0 && m.gpu_short() > 0) {
+    const planner::MemoryItem* largest = nullptr;
+    for (const planner::MemoryItem& it : m.items)
+      if (it.level == "gpu" && (!largest || it.bytes > largest->bytes)) largest = &it;
+    msg += ": even the closest policy is short of " + planner::format_bytes(m.gpu_short()) + " of GPU memory (needs " +
+           planner::format_bytes(m.gpu_bytes) + ", " + planner::format_bytes(m.gpu_usable) + " usable)";
+    if (largest)
+      msg += "; its largest GPU buffer is '" + largest->what + "' of " + planner::format_bytes(largest->bytes);
+  }
+  return msg + ". Use a device with more memory (raise scale= or drop it, or pick a larger profile), or pass " +
+         "--policy FILE (ferry plan --json)";
+}
+
+planner::Policy plan_auto(const Checkpoint& ckpt, const planner::HardwareProfile& hw, const PipelineTargetOptions& o,
+                          const std::string& device) {
+  const planner::ModelShape shape = planner::ModelShape::from_config(ckpt.config(), model_name(ckpt));
+  planner::PlannerOptions po;
+  po.expert_precisions = {o.expert_precision};
+  po.kv_precision = planner::Precision::Bf16;  // what the executor keeps
+  po.ffn_device = planner::Device::Gpu;        // the executor computes every expert on the device
+  if (o.batch > 0) po.batch_size = o.batch;
+  planner::AutoPlan ap = planner::plan_with_fallback(shape, hw, o.workload, po, false);
+  // A batch larger than the requests only costs memory: plan again with N pinned to them.
+  if (ap.result.feasible && o.batch <= 0 && ap.result.best.policy.batch_size > o.workload.requests) {
+    po.batch_size = std::max<int64_t>(1, o.workload.requests);
+    ap = planner::plan_with_fallback(shape, hw, o.workload, po, false);
+  }
+  if (!ap.result.feasible) throw Error(no_fit_message(device, shape.name, ap.result, hw));
+  planner::Policy p = ap.result.best.policy;
+  p.model = shape.name;
+  return p;
+}
+
+// The cpu device is the host: nothing to stream, so every expert is resident and attention runs on the
+// host; one micro-batch per step (there is no link to overlap with).
+planner::Policy cpu_policy(const ModelConfig& c, const PipelineTargetOptions& o) {
+  planner::Policy p;
+  p.hardware = "cpu";
+  p.batch_size = o.batch > 0 ? o.batch : std::clamp<int64_t>(o.workload.requests, 1, kMaxAutoBatchOnCpu);
+  p.micro_batch = p.batch_size;
+  p.attention_device = planner::Device::Cpu;
+  for (int l = 0; l < c.n_layer; ++l) {
+    p.gpu_experts_per_layer.push_back(c.layer_is_moe[l] ? c.n_expert : 0);
+    p.dram_experts_per_layer.push_back(0);
+    p.ssd_experts_per_layer.push_back(0);
+  }
+  p.gpu_expert_precision = p.dram_expert_precision = p.ssd_expert_precision = o.expert_precision;
+  return p;
+}
+
+}  // namespace
+
+bool is_pipeline_target(const std::string& target) {
+  return target.rfind("sim:", 0) == 0 || target.rfind(kPipelinePrefix, 0) == 0;
+}
+
+std::string pipeline_device(const std::string& target) {
+  return target.rfind(kPipelinePrefix, 0) == 0 ? target.substr(std::string(kPipelinePrefix).size()) : target;
+}
+
+std::unique_ptr<PipelineTarget> PipelineTarget::create(const Checkpoint& ckpt, const PipelineTargetOptions& o) {
+  if (!is_pipeline_target(o.target)) throw Error("'" + o.target + "' is not a pipeline target");
+  const std::string device = pipeline_device(o.target);
+  std::unique_ptr<PipelineTarget> t(new PipelineTarget());
+  t->device_ = create_device(device);
+  const bool sim = device.rfind("sim:", 0) == 0;
+  planner::HardwareProfile hw;
+  if (sim) {
+    hw = sim_hardware(device);
+    t->hardware_ = hw.name;
+  }
+  if (o.policy == "auto") {
+    t->policy_ = sim ? plan_auto(ckpt, hw, o, device) : cpu_policy(ckpt.config(), o);
+    t->policy_source_ = sim ? "auto (planned for " + hw.name + ")" : "auto (every expert resident on the cpu device)";
+  } else {
+    t->policy_ = planner::Policy::load(o.policy);
+    t->policy_source_ = o.policy;
+  }
+  if (sim) {
+    try {
+      planner::CostModel cost(planner::ModelShape::from_config(ckpt.config(), model_name(ckpt)), hw, o.workload);
+      t->predicted_ = cost.evaluate(t->policy_, /*itemize=*/false).tokens_per_s;
+    } catch (const Error&) {
+      // a hand-written policy the cost model cannot evaluate: run it, without a prediction
+    }
+  }
+  PipelineOptions po;
+  po.max_sequences = static_cast<int>(std::max<int64_t>(t->policy_.batch_size, 1));
+  po.group_size = o.group_size;
+  po.kv_cache_tokens = o.kv_cache_tokens;
+  t->executor_ = std::make_unique<PipelinedModel>(ckpt, *t->device_, t->policy_, po);
+  return t;
+}
+
+PipelineTarget::~PipelineTarget() {
+  executor_.reset();  // it may still be loading the next step's experts on the device
+}
+
+}  // namespace ferry

@@ -1,0 +1,164 @@
+#include "model_session.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+
+#include "ferry/error.h"
+#include "ferry/model_factory.h"
+
+namespace ferry::cli {
+
+namespace {
+
+constexpr size_t kTraceEventsPerResource = size_t{1} << 17;
+constexpr int kDefaultBatch = 16;
+
+planner::Workload workload_of(std::span<const GenerationRequest> requests, int max_tokens) {
+  planner::Workload w;
+  w.requests = std::max<int64_t>(1, static_cast<int64_t>(requests.size()));
+  double total = 0;
+  int64_t longest = 1, gen = 1;
+  for (const GenerationRequest& r : requests) {
+    total += static_cast<double>(r.prompt.size());
+    longest = std::max<int64_t>(longest, static_cast<int64_t>(r.prompt.size()));
+    gen = std::max<int64_t>(gen, r.max_tokens);
+  }
+  w.avg_prompt_len = requests.empty() ? 1.0 : std::max(1.0, total / static_cast<double>(requests.size()));
+  w.max_prompt_len = longest;
+  w.gen_len = requests.empty() ? std::max(1, max_tokens) : gen;
+  return w;
+}
+
+// printf into a string
+template <class... A>
+void appendf(std::string& s, const char* fmt, A... args) {
+  char buf[512];
+  std::snprintf(buf, sizeof buf, fmt, args...);
+  s += buf;
+}
+
+planner::Precision precision_of(const std::string& dtype) {
+  return planner::parse_precision(dtype, "--expert-dtype");
+}
+
+}  // namespace
+
+ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& o, std::span<const GenerationRequest> requests) {
+  ModelSession s;
+  if (!is_pipeline_target(o.target.target)) {
+    if (o.policy != "auto" || !o.trace_path.empty() || !o.timeline_path.empty())
+      throw Error("--policy, --trace and --timeline apply to the pipeline targets (sim:<profile>, "
+                  "pipeline:<device>), not to --target " + o.target.target);
+    s.model = create_model(ckpt, o.target);
+    s.max_sequences = o.batch > 0 ? o.batch : kDefaultBatch;
+    return s;
+  }
+  if (o.target.kv_dtype != "bf16" || o.target.bf16_activations || o.target.threads != 0)
+    throw Error("--kv-dtype, --bf16-activations and --threads apply to the cpu target; the pipelined executor "
+                "keeps the KV cache in bf16 and computes as the cpu target's defaults do");
+  if (o.policy != "auto" && o.batch > 0)
+    throw Error("--batch pins N when the planner picks the policy (--policy auto); the policy file " + o.policy +
+                " sets N itself (batch_size)");
+  PipelineTargetOptions po;
+  po.target = o.target.target;
+  po.policy = o.policy;
+  po.workload = workload_of(requests, o.max_tokens);
+  po.expert_precision = precision_of(o.target.expert_dtype);
+  po.batch = o.batch;
+  po.group_size = o.target.group_size;
+  po.kv_cache_tokens = o.target.kv_cache_tokens;
+  std::unique_ptr<PipelineTarget> t = PipelineTarget::create(ckpt, po);
+  s.pipeline = t.get();
+  s.max_sequences = static_cast<int>(std::max<int64_t>(1, t->policy().batch_size));
+  s.model = std::move(t);
+  if (!o.trace_path.empty() || !o.timeline_path.empty()) {
+    s.trace = std::make_unique<Trace>(kTraceEventsPerResource);
+    s.pipeline->device().set_trace(s.trace.get());
+  }
+  return s;
+}
+
+nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const GenerationStats& stats,
+                              std::FILE* out) {
+  if (!s.pipeline) return nullptr;
+  Device& dev = s.pipeline->device();
+  dev.synchronize();  // the next step's experts may still be loading
+  dev.set_trace(nullptr);
+  const DeviceCounters c = dev.counters();
+  const PipelineStats& ps = s.pipeline->executor().stats();
+  const planner::Policy& p = s.pipeline->policy();
+  const double wall = stats.wall_seconds;
+  int busiest = 0;
+  for (int r = 0; r < kStreamCount; ++r)
+    if (c.busy_seconds[r] > c.busy_seconds[busiest]) busiest = r;
+  const double efficiency = wall > 0 ? c.busy_seconds[busiest] / wall : 0;
+  const int64_t routed = ps.expert_hits + ps.expert_misses;
+  const bool sim = dev.info().asynchronous;
+  std::string report;
+
+  appendf(report, "pipeline on %s: %s\n", dev.info().name.c_str(),
+               sim ? "an emulated GPU (its memory and links); sim timings are emulation, not GPU timings"
+                   : "the host itself");
+  appendf(report, "  policy             %s: N=%lld, micro-batch %lld, attention on %s, experts %s, overlap %s\n",
+               s.pipeline->policy_source().c_str(), static_cast<long long>(p.batch_size),
+               static_cast<long long>(p.micro_batch), std::string(planner::device_name(p.attention_device)).c_str(),
+               std::string(planner::precision_name(p.gpu_expert_precision)).c_str(), p.overlap ? "on" : "off");
+  appendf(report, "  wall time          %.3f s\n", wall);
+  for (int r = 0; r < kStreamCount; ++r) {
+    const auto k = static_cast<StreamKind>(r);
+    appendf(report, "  busy %-14s %.3f s (%4.1f%%)", resource_label(k), c.busy_seconds[r],
+                 wall > 0 ? 100 * c.busy_seconds[r] / wall : 0.0);
+    if (k == StreamKind::H2D || k == StreamKind::D2H)
+      appendf(report, ", %.2f MB moved (%.3f GB/s over the run)", c.bytes[r] / 1e6, wall > 0 ? c.bytes[r] / wall / 1e9 : 0.0);
+    report += '\n';
+  }
+  appendf(report, "  overlap efficiency %.2f (busiest resource, %s, busy / wall time)\n", efficiency,
+               resource_label(static_cast<StreamKind>(busiest)));
+  appendf(report, "  expert cache       %lld hits (pinned on the device), %lld misses (streamed): %.1f%% hit rate\n",
+               static_cast<long long>(ps.expert_hits), static_cast<long long>(ps.expert_misses),
+               routed ? 100.0 * ps.expert_hits / routed : 0.0);
+  appendf(report, "  tokens/s           %.1f generated (decode %.1f)\n", stats.tokens_per_second(),
+               stats.decode_tokens_per_second());
+  const std::optional<double> predicted = s.pipeline->predicted_tokens_per_s();
+  if (predicted)
+    appendf(report,
+            "  planner prediction %.1f tokens/s for this policy on the real hardware %s emulates (a prediction "
+            "for the GPU, not for this emulation)\n",
+            *predicted, s.pipeline->hardware().c_str());
+  else
+    appendf(report, "  planner prediction none (no GPU profile to predict for on this device)\n");
+
+  if (s.trace) {
+    if (!o.trace_path.empty()) write_chrome_trace(*s.trace, o.trace_path);
+    if (!o.timeline_path.empty())
+      write_timeline_svg(*s.trace, o.timeline_path, "ferry on " + dev.info().name + ", " + s.pipeline->policy_source());
+    if (s.trace->dropped() > 0)
+      appendf(report, "  trace              kept the first %zu tasks per resource (%zu more not recorded)\n",
+                   kTraceEventsPerResource, s.trace->dropped());
+    if (!o.trace_path.empty()) appendf(report, "  trace written to   %s\n", o.trace_path.c_str());
+    if (!o.timeline_path.empty()) appendf(report, "  timeline written to %s\n", o.timeline_path.c_str());
+  }
+
+  if (out) std::fputs(report.c_str(), out);
+
+  nlohmann::json j = {{"device", dev.info().name},
+                      {"policy_source", s.pipeline->policy_source()},
+                      {"policy", p.to_json()},
+                      {"wall_seconds", wall},
+                      {"overlap_efficiency", efficiency},
+                      {"busiest", resource_label(static_cast<StreamKind>(busiest))},
+                      {"expert_hits", ps.expert_hits},
+                      {"expert_misses", ps.expert_misses},
+                      {"tokens_per_second", stats.tokens_per_second()},
+                      {"sim_timings_are_emulation", sim}};
+  for (int r = 0; r < kStreamCount; ++r) {
+    const std::string name = stream_name(static_cast<StreamKind>(r));
+    j["busy_seconds"][name] = c.busy_seconds[r];
+    j["bytes"][name] = c.bytes[r];
+  }
+  j["planner_predicted_tokens_per_second"] = predicted ? nlohmann::json(*predicted) : nlohmann::json(nullptr);
+  return j;
+}
+
+}  // namespace ferry::cli
