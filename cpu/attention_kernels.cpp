@@ -1,6 +1,13 @@
-// The attention kernels' dispatch, the reference, and the AVX-512 BF16 kernel (the portable one, for any
-// cache dtype, is attention_portable.cpp). The AVX-512 kernel takes 32 keys per step: scores of all rows with vdpbf16ps over the [Dh/2][16][2] key layout
-// (bf16 queries, pre-scaled), online softmax in f32, then the values with vdpbf16ps over the
+// The attention kernels' dispatch, the reference, and the AVX-512 BF16 (vdpbf16ps) kernel. The others:
+// attention_amx.cpp (AMX tiles, bf16 cache), attention_fma.cpp (f32 FMAs on widened bf16 / f16 lines),
+// attention_portable.cpp (any cache dtype, any ISA level). Which serves a call (attend()):
+//   Avx512 + AMX active, bf16 cache  -> AMX
+//   Avx512, bf16 cache               -> vdpbf16ps where it is at least as fast as f32 FMAs (Zen 4),
+//                                       else FMA (Intel: vdpbf16ps runs at half the FMA rate there)
+//   Avx512, f16 cache                -> FMA
+//   otherwise                        -> portable
+// The vdpbf16ps kernel takes 32 keys per step: scores of all rows with vdpbf16ps over the [Dh/2][16][2]
+// key layout (bf16 queries, pre-scaled), online softmax in f32, then the values with vdpbf16ps over the
 // [8][Dh][2] value layout (bf16 probabilities) into f32 accumulators.
 #include <algorithm>
 #include <cmath>
@@ -26,12 +33,18 @@ void check_kv_layout(const KvCacheLayer& kv, const AttentionParams& p) {
 
 void attend(const KvCacheLayer& kv, const int32_t* block_table, const AttendUnit* units, int n_units, float scale,
             Isa isa) {
-  if (isa == Isa::Avx512 && kv.dtype == DType::BF16 && kv.head_dim % 16 == 0 && amx_active())
-    attend_bf16_amx(kv, block_table, units, n_units, scale);
-  else if (isa == Isa::Avx512 && kv.dtype == DType::BF16 && kv.head_dim % 16 == 0)
-    attend_bf16_avx512(kv, block_table, units, n_units, scale);
-  else
+  if (isa == Isa::Avx512 && kv.head_dim % 16 == 0 && kv.dtype == DType::BF16) {
+    const Bf16AttentionKernel k = bf16_attention_kernel();
+    if (amx_active()) attend_bf16_amx(kv, block_table, units, n_units, scale);
+    else if (k == Bf16AttentionKernel::Dpbf16 || (k == Bf16AttentionKernel::Auto && bf16_dot_product_is_fast()))
+      attend_bf16_avx512(kv, block_table, units, n_units, scale);
+    else
+      attend_fma_avx512(kv, block_table, units, n_units, scale);
+  } else if (isa == Isa::Avx512 && kv.head_dim % 16 == 0 && kv.dtype == DType::F16) {
+    attend_fma_avx512(kv, block_table, units, n_units, scale);
+  } else {
     attend_portable(kv, block_table, units, n_units, scale, isa);
+  }
 }
 
 void attend_ref(const KvCacheLayer& kv, int kv_head, const int32_t* block_table, const float* q, int lo, int hi,

@@ -36,6 +36,19 @@ void attend_bf16_avx512(const KvCacheLayer& kv, const int32_t* block_table, cons
 // AMX-BF16 tiles (attention_amx.cpp): bf16 cache, head_dim a multiple of 16; only when amx_active().
 void attend_bf16_amx(const KvCacheLayer& kv, const int32_t* block_table, const AttendUnit* units, int n_units,
                      float scale);
+// f32 FMAs on widened lines (attention_fma.cpp): bf16 or f16 cache, head_dim a multiple of 16, Avx512.
+void attend_fma_avx512(const KvCacheLayer& kv, const int32_t* block_table, const AttendUnit* units, int n_units,
+                       float scale);
+
+// Whether vdpbf16ps delivers at least the flops of f32 FMAs on this CPU (measured once, ~0.1 ms: true on
+// AMD Zen 4, false on Intel, where it runs at half the FMA rate). FERRY_ATTN_BF16=dpbf16|fma overrides.
+bool bf16_dot_product_is_fast();
+
+// Which kernel serves a bf16 cache at the Avx512 level without AMX tiles: Auto picks by
+// bf16_dot_product_is_fast(). Process-wide; tests set it to check both kernels on any CPU.
+enum class Bf16AttentionKernel { Auto, Dpbf16, Fma };
+void set_bf16_attention_kernel(Bf16AttentionKernel k);
+Bf16AttentionKernel bf16_attention_kernel();
 
 // The cache lines of one unit step (32 keys of one kv head from c0; bf16 or f16 cache): the keys of its two
 // 16-key chunks (Dh/2 lines each, one per dim pair, block_size * 4 bytes apart) and their value pairs (Dh/2

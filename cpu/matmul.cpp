@@ -21,8 +21,8 @@ constexpr size_t kParallelMinBytes = 256 * 1024;
 
 // BF16 weights, bf16-rounded activations: the smallest M at which the AMX tiles take over from the
 // AVX-512 vdpbf16ps kernel, per level. Amx, measured on Emerald Rapids (2 threads; 14336x4096, 4096x14336
-// and 1024x1024; docs/BENCHMARKS.md "Large-M bf16 matmul"): the two tie at M = 1-3 (both stream the
-// weights at DRAM bandwidth), AMX is ahead from M = 4 (~10%) and 1.4-2.8x at M = 8-16. Avx512 without
+// and 1024x1024; docs/BENCHMARKS.md "Large-M bf16 matmul"): at M = 1-3 both stream the weights at DRAM
+// bandwidth (within 10% either way), AMX is 8-30% ahead at M = 4-7 and 1.4-2.8x at M = 8-16. Avx512 without
 // tiles (e.g. Zen 4): ferry's vdpbf16ps kernel serves every M -- oneDNN's bf16 matmul is no faster there
 // (same section) and would need a second, reordered copy of every weight.
 constexpr int kAmxMinRowsBf16 = 4;

@@ -15,5 +15,6 @@
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,fma,f16c,avx2")))
 #define FERRY_TARGET_AVX2 __attribute__((target("avx2,fma,f16c")))
 // AVX-512 plus AMX-BF16 tiles: only for code that runs when amx_active() (ferry/ops/isa.h).
-#define FERRY_TARGET_AMX \
-  __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,fma,f16c,avx2")))
+#define FERRY_TARGET_AMX                                                   \
+  __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq," \
+                        "avx512bf16,avx512vnni,fma,f16c,avx2")))

@@ -22,7 +22,7 @@ struct RooflineOptions {
   // DRAM read buffer. 0: max(1 GiB, 4x the last-level cache). An explicit size is raised to at least
   // 4x the last-level cache, so the figure is never a cache bandwidth.
   double buffer_mib = 0;
-  int repeats = 5;               // each figure is the median of this many runs
+  int repeats = 5;               // each figure is the best of this many runs
 };
 
 struct Roofline {
@@ -32,6 +32,7 @@ struct Roofline {
   double peak_gflops_f32 = 0;    // FMA, n_threads
   double peak_gflops_bf16 = 0;   // vdpbf16ps (0 without AVX-512 BF16)
   double peak_gops_int8 = 0;     // vpdpbusd  (0 without AVX-512 VNNI)
+  double peak_gflops_amx_bf16 = 0;  // tdpbf16ps on tile-resident data (0 unless amx_active())
   std::string isa;               // ISA level the peaks were measured at
   size_t llc_bytes = 0;          // last_level_cache_bytes()
   size_t buffer_bytes = 0;       // the DRAM read buffer actually used

@@ -6,6 +6,7 @@
 #include <memory>
 #include <numeric>
 
+#include "cpu/attention_kernels.h"
 #include "ferry/ops/attention.h"
 #include "ferry/ops/packed_matrix.h"
 #include "tests/ops/harness.h"
@@ -18,10 +19,33 @@ using cpu::KvCacheLayer;
 
 double attention_tolerance(DType kv) { return kv == DType::BF16 ? 1e-4 : 1e-9; }
 
+using Bf16Kernel = cpu::Bf16AttentionKernel;
+
 struct AttnShape {
   DType kv = DType::BF16;
   int n_head = 8, n_head_kv = 2, head_dim = 64, block_size = 16;
   int window = 0;
+  // bf16 cache at the Avx512 level without AMX: which kernel (Auto: the one this CPU prefers). The
+  // explicit cases check the other one too, whatever the CPU.
+  Bf16Kernel kernel = Bf16Kernel::Auto;
+};
+
+std::string kernel_label(const AttnShape& s) {
+  switch (s.kernel) {
+    case Bf16Kernel::Dpbf16: return " kernel=dpbf16";
+    case Bf16Kernel::Fma: return " kernel=fma";
+    default: return "";
+  }
+}
+
+// Forces the shape's bf16 kernel while it lives.
+class KernelScope {
+ public:
+  explicit KernelScope(Bf16Kernel k) : previous_(cpu::bf16_attention_kernel()) { cpu::set_bf16_attention_kernel(k); }
+  ~KernelScope() { cpu::set_bf16_attention_kernel(previous_); }
+
+ private:
+  Bf16Kernel previous_;
 };
 
 // A paged cache with the sequences' blocks scattered over the arena (block tables shuffled).
@@ -107,7 +131,7 @@ class DecodeCase : public OpCase {
     return "kv=" + std::string(dtype_name(s_.kv)) + " seqs=" + std::to_string(lengths_.size()) + " ctx=" +
            std::to_string(mn) + (mn == mx ? "" : ".." + std::to_string(mx)) + " h=" + std::to_string(s_.n_head) + "/" +
            std::to_string(s_.n_head_kv) + " dh=" + std::to_string(s_.head_dim) + " bs=" + std::to_string(s_.block_size) +
-           (s_.window ? " win=" + std::to_string(s_.window) : "");
+           (s_.window ? " win=" + std::to_string(s_.window) : "") + kernel_label(s_);
   }
   double total_ctx() const { return std::accumulate(lengths_.begin(), lengths_.end(), 0.0); }
   double flops() const override { return 4.0 * total_ctx() * s_.n_head * s_.head_dim; }
@@ -139,6 +163,7 @@ class DecodeCase : public OpCase {
   void run_fast() override {
     const PagedCache& c = next_ == 0 ? cache_ : copies_[next_ - 1];
     next_ = (next_ + 1) % (copies_.size() + 1);
+    KernelScope scope(s_.kernel);
     cpu::attention_decode(q_.data(), c.kv(), c.table(0), c.stride(), lengths_.data(),
                           static_cast<int>(lengths_.size()), p_, out_.data());
   }
@@ -165,7 +190,8 @@ class PrefillCase : public OpCase {
   std::string params() const override {
     return "kv=" + std::string(dtype_name(s_.kv)) + " past=" + std::to_string(n_past_) + " tok=" + std::to_string(n_tok_) +
            " h=" + std::to_string(s_.n_head) + "/" + std::to_string(s_.n_head_kv) + " dh=" + std::to_string(s_.head_dim) +
-           " bs=" + std::to_string(s_.block_size) + (s_.window ? " win=" + std::to_string(s_.window) : "");
+           " bs=" + std::to_string(s_.block_size) + (s_.window ? " win=" + std::to_string(s_.window) : "") +
+           kernel_label(s_);
   }
   double flops() const override {
     return 4.0 * s_.n_head * s_.head_dim * (static_cast<double>(n_tok_) * n_past_ + 0.5 * n_tok_ * (n_tok_ + 1));
@@ -191,6 +217,7 @@ class PrefillCase : public OpCase {
   }
   void reset_outputs() override { out_.fill(kNaN); }
   void run_fast() override {
+    KernelScope scope(s_.kernel);
     cpu::attention_prefill(q_.data(), cache_.kv(), cache_.table(0), n_past_, n_tok_, p_, out_.data());
   }
   std::vector<OutputCheck> outputs() override {
@@ -286,6 +313,18 @@ void add_attention_cases(CaseList& cases, bool perf) {
     cases.push_back(std::make_unique<PrefillCase>(AttnShape{DType::BF16, 8, 2, 128, 32}, 41, 30));
     cases.push_back(std::make_unique<DecodeCase>(AttnShape{DType::BF16, 8, 2, 128, 32}, random_lengths(6, 1, 250, 8)));
     cases.push_back(std::make_unique<DecodeCase>(AttnShape{DType::BF16, 4, 1, 64, 64, 70}, random_lengths(5, 1, 300, 9)));
+    // Blocks of 48 keys (steps straddle blocks), a head dim of 96, one query row per unit.
+    cases.push_back(std::make_unique<DecodeCase>(AttnShape{DType::BF16, 8, 2, 96, 48}, random_lengths(5, 1, 260, 10)));
+    cases.push_back(std::make_unique<DecodeCase>(AttnShape{DType::BF16, 4, 4, 64, 32, 45}, random_lengths(4, 1, 200, 11)));
+    cases.push_back(std::make_unique<DecodeCase>(AttnShape{DType::F16, 8, 2, 96, 48}, random_lengths(5, 1, 260, 10)));
+    // Both bf16 kernels of the Avx512 level, whichever this CPU prefers.
+    for (Bf16Kernel k : {Bf16Kernel::Dpbf16, Bf16Kernel::Fma}) {
+      cases.push_back(std::make_unique<DecodeCase>(AttnShape{DType::BF16, 8, 2, 64, 16, 0, k}, random_lengths(7, 1, 300, 1)));
+      cases.push_back(std::make_unique<DecodeCase>(AttnShape{DType::BF16, 12, 2, 80, 32, 0, k}, random_lengths(4, 1, 150, 4)));
+      cases.push_back(std::make_unique<DecodeCase>(AttnShape{DType::BF16, 8, 2, 64, 16, 50, k}, random_lengths(4, 1, 200, 6)));
+      cases.push_back(std::make_unique<PrefillCase>(AttnShape{DType::BF16, 32, 8, 128, 16, 0, k}, 100, 70));
+      cases.push_back(std::make_unique<PrefillCase>(AttnShape{DType::BF16, 8, 2, 64, 16, 24, k}, 30, 33));
+    }
     return;
   }
   // Mixtral attention: H = 32, Hkv = 8, Dh = 128.
@@ -295,6 +334,9 @@ void add_attention_cases(CaseList& cases, bool perf) {
   cases.push_back(std::make_unique<DecodeCase>(AttnShape{DType::BF16, 32, 8, 128, 64}, std::vector<int>(64, 2048)));
   cases.push_back(std::make_unique<DecodeCase>(AttnShape{DType::BF16, 32, 8, 128, 32}, random_lengths(64, 64, 4032, 7)));
   cases.push_back(std::make_unique<DecodeCase>(AttnShape{DType::F16, 32, 8, 128, 32}, std::vector<int>(64, 2048)));
+  // The two kernels of the Avx512 level (run with FERRY_ISA=avx512 on a CPU with AMX to time them).
+  for (Bf16Kernel k : {Bf16Kernel::Dpbf16, Bf16Kernel::Fma})
+    cases.push_back(std::make_unique<DecodeCase>(AttnShape{DType::BF16, 32, 8, 128, 32, 0, k}, std::vector<int>(64, 2048)));
   cases.push_back(std::make_unique<PrefillCase>(AttnShape{DType::BF16, 32, 8, 128, 32}, 0, 512));
 }
 

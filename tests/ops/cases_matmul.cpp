@@ -57,7 +57,9 @@ class MatmulCase : public OpCase {
   double bytes() const override {
     return static_cast<double>(w_.weight_bytes()) + s_.m * (s_.k * (s_.x_bf16 ? 2.0 : 4.0) + 4.0 * s_.n);
   }
-  double max_nmse() const override { return s_.exact ? matmul_tolerance(DType::F32) : matmul_tolerance(s_.w); }
+  double max_nmse() const override {
+    return s_.exact ? matmul_tolerance(DType::F32) : matmul_tolerance(s_.w);  // exact: f32 products
+  }
   Peak peak() const override { return matmul_peak(s_.w); }
   Target target() const override { return s_.target; }
   std::string comparison_key() const override {

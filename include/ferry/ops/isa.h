@@ -5,8 +5,8 @@
 //   Avx2:   AVX2 + FMA + F16C
 //   Scalar: plain C++
 // Amx is a level of its own so the harness checks it and the fallback beneath it, but only the bf16
-// matmuls use tiles: active_isa() reports the SIMD level (at most Avx512, which every other op keys on)
-// and amx_active() says whether the tiles may be used on top of it.
+// matmuls and bf16-cache attention use tiles: active_isa() reports the SIMD level (at most Avx512, which
+// every other op keys on) and amx_active() says whether the tiles may be used on top of it.
 #pragma once
 
 namespace ferry::cpu {
@@ -21,7 +21,7 @@ Isa detected_isa();
 // The SIMD level the ops use now: min(detected_isa(), the cap set below, Avx512). Read on every op call.
 Isa active_isa();
 
-// Whether the bf16 matmuls may use AMX tiles now: detected_isa() and the cap are both Amx.
+// Whether the bf16 matmuls and attention may use AMX tiles now: detected_isa() and the cap are both Amx.
 bool amx_active();
 
 // The level in force, Amx included (for reports): amx_active() ? Amx : active_isa().
