@@ -2,7 +2,6 @@
 #include <cstring>
 #include <string>
 
-#include "cpu/dtype_label.h"
 #include "cpu/parallel.h"
 #include "ferry/error.h"
 #include "ferry/ops/elementwise.h"
@@ -13,7 +12,7 @@ namespace {
 
 void check_args(DType dtype, int n_vocab, const int32_t* ids, int n_tok) {
   if (dtype != DType::F32 && dtype != DType::BF16)
-    throw Error("embedding_gather: the embedding table must be f32 or bf16, got " + dtype_label(dtype));
+    throw Error("embedding_gather: the embedding table must be f32 or bf16, got " + std::string(dtype_name(dtype)));
   for (int t = 0; t < n_tok; ++t)
     if (ids[t] < 0 || ids[t] >= n_vocab)
       throw Error("embedding_gather: token id " + std::to_string(ids[t]) + " at position " + std::to_string(t) +

@@ -8,7 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "cpu/dtype_label.h"
 #include "cpu/scratch.h"
 #include "ferry/error.h"
 
@@ -69,7 +68,7 @@ struct OnednnMatmul::Impl {
 
 OnednnMatmul::OnednnMatmul(const PackedMatrix& w, DType weight_dtype) : impl_(std::make_unique<Impl>()) {
   if (weight_dtype != DType::F32 && weight_dtype != DType::BF16)
-    throw Error("OnednnMatmul: weights must be f32 or bf16, got " + dtype_label(weight_dtype));
+    throw Error("OnednnMatmul: weights must be f32 or bf16, got " + std::string(dtype_name(weight_dtype)));
   Impl& s = *impl_;
   s.n = w.rows;
   s.k = w.cols;

@@ -10,7 +10,6 @@
 #include <new>
 #include <string>
 
-#include "cpu/dtype_label.h"
 #include "ferry/error.h"
 
 namespace ferry::cpu {
@@ -63,14 +62,14 @@ void check_pack_args(int rows, int cols, DType dtype, const QuantOptions& q) {
   if (rows <= 0 || cols <= 0)
     throw Error("pack_matrix: empty matrix [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
   if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::I8 && dtype != DType::I4)
-    throw Error("pack_matrix: weight dtype must be f32, bf16, int8 or int4, got " + dtype_label(dtype));
+    throw Error("pack_matrix: weight dtype must be f32, bf16, int8 or int4, got " + std::string(dtype_name(dtype)));
   if (dtype == DType::I8 || dtype == DType::I4) {
     if (q.group_size < 32 || q.group_size > 128 || q.group_size % 16 != 0)
       throw Error("pack_matrix: quantisation group size must be 32..128 and a multiple of 16, got " +
                   std::to_string(q.group_size));
     if (q.scale_dtype != DType::BF16 && q.scale_dtype != DType::F16)
       throw Error("pack_matrix: quantisation scales must be bf16 or f16, got " +
-                  dtype_label(q.scale_dtype));
+                  std::string(dtype_name(q.scale_dtype)));
   }
 }
 

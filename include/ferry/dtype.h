@@ -32,7 +32,22 @@ constexpr int dtype_size(DType t) {
   }
 }
 
-std::string_view dtype_name(DType t);
+// Header-only so that ferry_cpu (below ferry_core in the link order) names dtypes the same way.
+constexpr std::string_view dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "f32";
+    case DType::F16: return "f16";
+    case DType::BF16: return "bf16";
+    case DType::I8: return "int8";
+    case DType::I4: return "int4";
+    case DType::I32: return "i32";
+    case DType::I64: return "i64";
+    case DType::U8: return "u8";
+    case DType::BOOL: return "bool";
+    case DType::F64: return "f64";
+    default: return "unknown";
+  }
+}
 // Parses the dtype strings of safetensors ("BF16", "F32", ...) and ferry's own ("bf16", "int8", "int4").
 DType dtype_from_string(std::string_view s);
 
