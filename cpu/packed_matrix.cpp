@@ -28,7 +28,30 @@ AlignedBytes::AlignedBytes(size_t n) : size_(n) {
   data_.reset(static_cast<uint8_t*>(p));
 }
 
-void AlignedBytes::Free::operator()(uint8_t* p) const { std::free(p); }
+void AlignedBytes::Free::operator()(uint8_t* p) const {
+  if (owned) std::free(p);
+}
+
+AlignedBytes AlignedBytes::view(void* data, size_t n) {
+  AlignedBytes b;
+  b.data_ = std::unique_ptr<uint8_t[], Free>(static_cast<uint8_t*>(data), Free{false});
+  b.size_ = n;
+  return b;
+}
+
+PackedMatrix packed_view(const PackedMatrix& w, void* data, void* scales, void* zeros) {
+  PackedMatrix v;
+  v.dtype = w.dtype;
+  v.rows = w.rows;
+  v.cols = w.cols;
+  v.cols_padded = w.cols_padded;
+  v.group_size = w.group_size;
+  v.scale_dtype = w.scale_dtype;
+  v.data = AlignedBytes::view(data, w.data.size());
+  if (w.scales.size()) v.scales = AlignedBytes::view(scales, w.scales.size());
+  if (w.zeros.size()) v.zeros = AlignedBytes::view(zeros, w.zeros.size());
+  return v;
+}
 
 size_t PackedMatrix::panel_bytes() const {
   const size_t kp = static_cast<size_t>(cols_padded) * kPanelRows;

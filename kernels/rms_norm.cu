@@ -1,5 +1,7 @@
 // RMSNorm on the device: one block per row, a block reduction of x^2, then y = x * rms_inv * w.
 // The per-element math is ferry/ops/norm_math.h, shared with the CPU op and its tests.
+// Launch: rows blocks x 256 threads; shared memory: 8 floats (static). y may alias x (q/k norm in place):
+// every read of the row precedes the barrier before the first write.
 #include <cuda_runtime.h>
 
 #include "ferry/ops/norm_math.h"
@@ -9,8 +11,8 @@
 namespace ferry::cuda {
 
 template <int kThreads>
-__global__ void rms_norm_kernel(const float* __restrict__ x, const float* __restrict__ w, float* __restrict__ y,
-                                int n, float eps) {
+__global__ void __launch_bounds__(kThreads) rms_norm_kernel(const float* x, const float* __restrict__ w, float* y,
+                                                           int n, float eps) {
   const float* row = x + static_cast<size_t>(blockIdx.x) * n;
   float* out = y + static_cast<size_t>(blockIdx.x) * n;
   float sum = 0.f;

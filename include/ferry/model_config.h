@@ -12,6 +12,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "ferry/router_kind.h"
+
 namespace ferry {
 
 enum class Family { Mixtral, Qwen2Moe, Qwen3Moe, Olmoe, DeepseekV2, PhiMoe, Dbrx };
@@ -20,12 +22,6 @@ enum class NormKind { RmsNorm, LayerNorm, LayerNormNoBias };
 enum class QkNorm { None, PerHead, Full };  // Qwen3: RMSNorm over Dh per head; OLMoE: over the whole projection
 enum class RopePairing { HalfSplit, Interleaved };
 enum class RopeScalingType { None, Linear, Dynamic, Yarn, Llama3, LongRope };
-// How the router turns logits into expert weights.
-enum class RouterKind {
-  SoftmaxTopK,        // softmax over all E (fp32), top-k, renormalise iff norm_topk_prob
-  SparseMixer,        // Phi-3.5-MoE
-  SoftmaxTopKPNorm,   // DBRX: softmax, top-k, divide by the p-norm
-};
 enum class AttentionKind { Gqa, Mla };
 
 struct RopeConfig {

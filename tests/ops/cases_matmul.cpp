@@ -4,7 +4,6 @@
 #include <cstring>
 #include <memory>
 
-#include "exec/cpu/exact_matmul.h"
 #include "ferry/ops/matmul.h"
 #include "ferry/ops/onednn_matmul.h"
 #include "tests/ops/harness.h"
@@ -90,7 +89,7 @@ class MatmulCase : public OpCase {
     const float* bias = s_.bias ? bias_.data() : nullptr;
     const PackedMatrix& w = next_ == 0 ? w_ : copies_[next_ - 1];
     next_ = (next_ + 1) % (copies_.size() + 1);
-    if (s_.exact) cpu_target::matmul_f32_activations(w, x_.data(), y_.data(), s_.m, bias);
+    if (s_.exact) cpu::matmul_f32_activations(w, x_.data(), y_.data(), s_.m, bias);
     else if (s_.x_bf16) cpu::matmul_xbf16(w, xb_.data(), y_.data(), s_.m, bias);
     else cpu::matmul(w, x_.data(), y_.data(), s_.m, bias);
   }

@@ -1,12 +1,19 @@
 // Cases of the small ops: RMSNorm, LayerNorm (with and without bias), RoPE (half-split, interleaved,
-// partial rotary), SiLU-mul, residual add, embedding gather (f32 and bf16 tables), router top-k.
+// partial rotary), SiLU-mul, residual add, embedding gather (f32 and bf16 tables), the router (every
+// kind) and the grouping of its assignments by expert.
+#include <algorithm>
+#include <array>
+#include <cstdio>
 #include <functional>
 #include <memory>
+#include <numeric>
 
 #include "ferry/ops/elementwise.h"
+#include "ferry/ops/expert_ffn.h"
 #include "ferry/ops/norm.h"
 #include "ferry/ops/rope.h"
 #include "ferry/ops/router.h"
+#include "tests/ops/cuda_backend.h"
 #include "tests/ops/harness.h"
 
 namespace ferry::ops_test {
@@ -44,6 +51,13 @@ class FloatOpCase : public OpCase {
     else out_.fill(kNaN);
   }
   void run_fast() override { fast_(in_, out_.data()); }
+  // The op's CUDA implementation (cuda_backend.h), called like `fast`.
+  void set_cuda(Run cuda) { cuda_ = std::move(cuda); }
+  bool run_backend(Backend b) override {
+    if (b == Backend::Cpu) run_fast();
+    else if (cuda_) cuda_(in_, out_.data());
+    return b == Backend::Cpu || cuda_ != nullptr;
+  }
   std::vector<OutputCheck> outputs() override {
     return {{"out", out_.data(), ref_.data(), nullptr, nullptr, out_size_, out_.intact()}};
   }
@@ -53,7 +67,7 @@ class FloatOpCase : public OpCase {
   std::vector<size_t> sizes_;
   size_t out_size_;
   double flops_;
-  Run fast_, ref_fn_;
+  Run fast_, ref_fn_, cuda_;
   double tol_;
   bool in_place_;
   std::vector<std::vector<float>> in_;
@@ -103,24 +117,32 @@ class EmbeddingCase : public OpCase {
   Guarded<float> out_;
 };
 
+// The router of every kind (ops/router.h) against its double-precision reference: indices exactly,
+// weights by NMSE.
 class RouterCase : public OpCase {
  public:
-  RouterCase(int n_tok, int n_expert, int top_k, bool norm, bool ties) : n_tok_(n_tok), ties_(ties) {
-    p_.n_expert = n_expert;
-    p_.top_k = top_k;
-    p_.norm_topk_prob = norm;
-  }
+  RouterCase(int n_tok, const cpu::RouterParams& p, bool ties) : n_tok_(n_tok), p_(p), ties_(ties) {}
   std::string op() const override { return "router_topk"; }
   std::string params() const override {
-    return "t=" + std::to_string(n_tok_) + " e=" + std::to_string(p_.n_expert) + " k=" + std::to_string(p_.top_k) +
-           (p_.norm_topk_prob ? " norm" : " no-norm") + (ties_ ? " ties" : "");
+    std::string s = "t=" + std::to_string(n_tok_) + " e=" + std::to_string(p_.n_expert) + " k=" + std::to_string(p_.top_k);
+    char buf[64];
+    switch (p_.kind) {
+      case RouterKind::SoftmaxTopK: s += p_.norm_topk_prob ? " norm" : " no-norm"; break;
+      case RouterKind::SoftmaxTopKPNorm: std::snprintf(buf, sizeof buf, " pnorm p=%g", p_.pnorm); s += buf; break;
+      case RouterKind::SparseMixer: std::snprintf(buf, sizeof buf, " sparsemixer eps=%g", p_.jitter_eps); s += buf; break;
+    }
+    if (p_.routed_scaling != 1.0f) {
+      std::snprintf(buf, sizeof buf, " scale=%g", p_.routed_scaling);
+      s += buf;
+    }
+    return s + (ties_ ? " ties" : "");
   }
   double flops() const override { return 0; }
   double bytes() const override { return 4.0 * n_tok_ * p_.n_expert; }
   double max_nmse() const override { return 1e-12; }
   void init(std::mt19937& rng, bool with_reference) override {
     logits_ = random_normal(rng, static_cast<size_t>(n_tok_) * p_.n_expert, 2.0f);
-    if (ties_)  // every logit one of four values: ties in the top-k resolve to the lower index
+    if (ties_)  // every logit one of a few values: ties in the top-k resolve to the lower index
       for (float& l : logits_) l = static_cast<float>(static_cast<int>(l * 2.0f) % 4);
     idx_ = Guarded<int32_t>(static_cast<size_t>(n_tok_) * p_.top_k);
     w_ = Guarded<float>(idx_.size());
@@ -135,6 +157,11 @@ class RouterCase : public OpCase {
     w_.fill(kNaN);
   }
   void run_fast() override { cpu::router_topk(logits_.data(), n_tok_, p_, idx_.data(), w_.data()); }
+  bool run_backend(Backend b) override {
+    if (b == Backend::Cpu) run_fast();
+    else cuda_backend::router(p_, logits_.data(), n_tok_, idx_.data(), w_.data());
+    return true;
+  }
   std::vector<OutputCheck> outputs() override {
     return {{"idx", nullptr, nullptr, idx_.data(), ref_idx_.data(), idx_.size(), idx_.intact()},
             {"weight", w_.data(), ref_w_.data(), nullptr, nullptr, w_.size(), w_.intact()}};
@@ -142,27 +169,96 @@ class RouterCase : public OpCase {
 
  private:
   int n_tok_;
-  bool ties_;
   cpu::RouterParams p_;
+  bool ties_;
   std::vector<float> logits_, ref_w_;
   std::vector<int32_t> ref_idx_;
   Guarded<int32_t> idx_;
   Guarded<float> w_;
 };
 
+cpu::RouterParams make_router(RouterKind kind, int n_expert, int top_k, bool norm = false, float pnorm = 1.0f,
+                                float eps = 0.0f, float scaling = 1.0f) {
+  cpu::RouterParams p;
+  p.kind = kind;
+  p.n_expert = n_expert;
+  p.top_k = top_k;
+  p.norm_topk_prob = norm;
+  p.pnorm = pnorm;
+  p.jitter_eps = eps;
+  p.routed_scaling = scaling;
+  return p;
+}
+
+// The assignments of a routing grouped by expert (the counting sort the MoE layer runs), exactly.
+class GroupingCase : public OpCase {
+ public:
+  GroupingCase(int n_tok, int n_expert, int top_k) : n_tok_(n_tok), n_expert_(n_expert), top_k_(top_k) {}
+  std::string op() const override { return "group_by_expert"; }
+  std::string params() const override {
+    return "t=" + std::to_string(n_tok_) + " e=" + std::to_string(n_expert_) + " k=" + std::to_string(top_k_);
+  }
+  double flops() const override { return 0; }
+  double bytes() const override { return 12.0 * n_tok_ * top_k_; }
+  double max_nmse() const override { return 0.0; }
+  void init(std::mt19937& rng, bool with_reference) override {
+    // Distinct experts per token, as a router picks them, from all but the last expert (which gets none).
+    const int used = std::max(top_k_, n_expert_ - 1);
+    std::vector<int32_t> e(used);
+    for (int t = 0; t < n_tok_; ++t) {
+      std::iota(e.begin(), e.end(), 0);
+      std::shuffle(e.begin(), e.end(), rng);
+      idx_.insert(idx_.end(), e.begin(), e.begin() + top_k_);
+    }
+    const size_t n_assign = idx_.size();
+    offsets_ = Guarded<int32_t>(n_expert_ + 1);
+    token_ = Guarded<int32_t>(n_assign);
+    slot_ = Guarded<int32_t>(n_assign);
+    if (with_reference) {
+      ref_offsets_.resize(n_expert_ + 1);
+      ref_token_.resize(n_assign);
+      ref_slot_.resize(n_assign);
+      cpu::group_by_expert_ref(idx_.data(), n_tok_, top_k_, n_expert_, ref_offsets_.data(), ref_token_.data(),
+                               ref_slot_.data());
+    }
+  }
+  void reset_outputs() override {
+    offsets_.fill(-1);
+    token_.fill(-1);
+    slot_.fill(-1);
+  }
+  void run_fast() override {
+    cpu::group_by_expert(idx_.data(), n_tok_, top_k_, n_expert_, offsets_.data(), token_.data(), slot_.data());
+  }
+  std::vector<OutputCheck> outputs() override {
+    return {{"offsets", nullptr, nullptr, offsets_.data(), ref_offsets_.data(), offsets_.size(), offsets_.intact()},
+            {"assign_token", nullptr, nullptr, token_.data(), ref_token_.data(), token_.size(), token_.intact()},
+            {"assign_slot", nullptr, nullptr, slot_.data(), ref_slot_.data(), slot_.size(), slot_.intact()}};
+  }
+
+ private:
+  int n_tok_, n_expert_, top_k_;
+  std::vector<int32_t> idx_, ref_offsets_, ref_token_, ref_slot_;
+  Guarded<int32_t> offsets_, token_, slot_;
+};
+
 void add_norms(CaseList& cases, int rows, int n) {
   const size_t sz = static_cast<size_t>(rows) * n;
   const std::string p = "rows=" + std::to_string(rows) + " n=" + std::to_string(n);
   const float eps = 1e-5f;
-  cases.push_back(std::make_unique<FloatOpCase>(
+  auto rms = std::make_unique<FloatOpCase>(
       "rms_norm", p, std::vector<size_t>{sz, static_cast<size_t>(n)}, sz, 4.0 * sz,
       [=](const auto& in, float* out) { cpu::rms_norm(in[0].data(), in[1].data(), out, rows, n, eps); },
-      [=](const auto& in, float* out) { cpu::rms_norm_ref(in[0].data(), in[1].data(), out, rows, n, eps); }, 1e-10));
-  cases.push_back(std::make_unique<FloatOpCase>(
+      [=](const auto& in, float* out) { cpu::rms_norm_ref(in[0].data(), in[1].data(), out, rows, n, eps); }, 1e-10);
+  rms->set_cuda([=](const auto& in, float* out) { cuda_backend::rms_norm(in[0].data(), in[1].data(), out, rows, n, eps); });
+  cases.push_back(std::move(rms));
+  auto rms_in_place = std::make_unique<FloatOpCase>(
       "rms_norm", p + " in-place", std::vector<size_t>{sz, static_cast<size_t>(n)}, sz, 4.0 * sz,
       [=](const auto& in, float* out) { cpu::rms_norm(out, in[1].data(), out, rows, n, eps); },
       [=](const auto& in, float* out) { cpu::rms_norm_ref(in[0].data(), in[1].data(), out, rows, n, eps); }, 1e-10,
-      true));
+      true);
+  rms_in_place->set_cuda([=](const auto& in, float* out) { cuda_backend::rms_norm(out, in[1].data(), out, rows, n, eps); });
+  cases.push_back(std::move(rms_in_place));
   for (bool bias : {true, false})
     cases.push_back(std::make_unique<FloatOpCase>(
         "layer_norm", p + (bias ? " bias" : " no-bias"),
@@ -193,17 +289,20 @@ void add_rope(CaseList& cases, int n_tok, int n_head, int head_dim, int rotary_d
     rp.inv_freq = inv_freq.data();
     rp.attention_factor = 1.25f;
   };
-  auto make = [=](bool fast) {
+  using RopeFn = void (*)(float*, int, const int32_t*, const cpu::RopeParams&);
+  auto make = [=](RopeFn fn) {
     return [=](const std::vector<std::vector<float>>&, float* out) {
       std::vector<float> inv_freq;
       std::vector<int32_t> pos;
       cpu::RopeParams rp;
       setup(inv_freq, pos, rp);
-      (fast ? cpu::rope : cpu::rope_ref)(out, n_tok, pos.data(), rp);
+      fn(out, n_tok, pos.data(), rp);
     };
   };
-  cases.push_back(std::make_unique<FloatOpCase>("rope", p, std::vector<size_t>{sz}, sz, 6.0 * sz, make(true), make(false),
-                                                1e-12, true));
+  auto c = std::make_unique<FloatOpCase>("rope", p, std::vector<size_t>{sz}, sz, 6.0 * sz, make(&cpu::rope),
+                                         make(&cpu::rope_ref), 1e-12, true);
+  c->set_cuda(make(&cuda_backend::rope));
+  cases.push_back(std::move(c));
 }
 
 }  // namespace
@@ -217,7 +316,7 @@ void add_small_op_cases(CaseList& cases, bool perf) {
         "silu_mul", "n=" + std::to_string(n), std::vector<size_t>{size_t(n), size_t(n)}, n, 6.0 * n,
         [=](const auto& in, float* out) { cpu::silu_mul(in[0].data(), in[1].data(), out, n); },
         [=](const auto& in, float* out) { cpu::silu_mul_ref(in[0].data(), in[1].data(), out, n); }));
-    cases.push_back(std::make_unique<RouterCase>(512, 64, 8, false, false));
+    cases.push_back(std::make_unique<RouterCase>(512, make_router(RouterKind::SoftmaxTopK, 64, 8), false));
     return;
   }
   for (auto [rows, n] : {std::pair{1, 16}, {5, 100}, {7, 4096}, {300, 64}}) add_norms(cases, rows, n);
@@ -243,11 +342,28 @@ void add_small_op_cases(CaseList& cases, bool perf) {
     cases.push_back(std::make_unique<EmbeddingCase>(dt, 1000, 64, 9));
     cases.push_back(std::make_unique<EmbeddingCase>(dt, 50, 4096, 300));
   }
-  for (bool norm : {true, false}) {
-    cases.push_back(std::make_unique<RouterCase>(37, 8, 2, norm, false));
-    cases.push_back(std::make_unique<RouterCase>(37, 60, 4, norm, false));
-    cases.push_back(std::make_unique<RouterCase>(20, 16, 6, norm, true));
+  using RK = RouterKind;
+  auto router = [&](int n_tok, const cpu::RouterParams& p, bool ties = false) {
+    cases.push_back(std::make_unique<RouterCase>(n_tok, p, ties));
+  };
+  for (bool norm : {true, false}) {  // Mixtral (norm), Qwen2-MoE / OLMoE (no norm)
+    router(37, make_router(RK::SoftmaxTopK, 8, 2, norm));
+    router(37, make_router(RK::SoftmaxTopK, 60, 4, norm));
+    router(20, make_router(RK::SoftmaxTopK, 16, 6, norm), true);
   }
+  router(37, make_router(RK::SoftmaxTopK, 64, 6, false, 1.0f, 0.0f, 2.5f));  // DeepSeek routed scaling
+  for (float p : {1.0f, 2.0f}) {                                                 // DBRX
+    router(37, make_router(RK::SoftmaxTopKPNorm, 16, 4, false, p));
+    router(20, make_router(RK::SoftmaxTopKPNorm, 16, 4, false, p), true);
+  }
+  router(37, make_router(RK::SoftmaxTopKPNorm, 16, 4, false, 1.5f, 0.0f, 1.75f));
+  for (float eps : {0.01f, 0.2f}) {  // Phi-3.5-MoE: one expert or several within reach of the best
+    router(37, make_router(RK::SparseMixer, 16, 2, false, 1.0f, eps));
+    router(20, make_router(RK::SparseMixer, 16, 2, false, 1.0f, eps), true);
+  }
+  router(5, make_router(RK::SparseMixer, 300, 2, false, 1.0f, 0.01f));  // E beyond 256
+  for (auto [t, e, k] : {std::array{1, 8, 2}, {37, 8, 2}, {64, 60, 4}, {300, 16, 6}})
+    cases.push_back(std::make_unique<GroupingCase>(t, e, k));
 }
 
 }  // namespace ferry::ops_test

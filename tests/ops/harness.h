@@ -1,7 +1,8 @@
 // The op harness: every op case declares its parameters, FLOPs, bytes and a tolerance (NMSE by dtype);
-// check mode runs the fast implementation at every ISA level this CPU has against the reference, with
-// guard bytes around the outputs; perf mode times the fast implementation and reports GFLOP/s, GB/s
-// and the fraction of this machine's measured roofline.
+// check mode runs the op on every backend against the reference, with guard bytes around the outputs:
+// the cpu ops at every ISA level this CPU has, and the CUDA kernels (cuda_backend.h) where the case has a
+// CUDA implementation and there is a GPU (otherwise reported as skipped, never as passed); perf mode times
+// the cpu implementation and reports GFLOP/s, GB/s and the fraction of this machine's measured roofline.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -61,6 +62,9 @@ struct OutputCheck {
   bool guards_intact = true;
 };
 
+// Where a case runs: the cpu ops (run_fast, at each ISA level) or the CUDA kernels on host arrays.
+enum class Backend { Cpu, Cuda };
+
 // Which peak bounds the op: its element type of arithmetic.
 enum class Peak { F32, Bf16, Int8 };
 
@@ -94,6 +98,16 @@ class OpCase {
   virtual void run_fast() = 0;
   virtual std::vector<OutputCheck> outputs() = 0;
   virtual void reset_outputs() {}
+  // Runs the op on backend b into the outputs run_fast writes (after reset_outputs); Cpu is run_fast at
+  // the current ISA level. Returns false, running nothing, where the case has no implementation on b: the
+  // harness reports it as skipped. Cases with a CUDA implementation override this for Backend::Cuda.
+  virtual bool run_backend(Backend b) {
+    if (b != Backend::Cpu) return false;
+    run_fast();
+    return true;
+  }
+  // The tolerance on backend b (the CUDA kernels may round differently from the cpu ops).
+  virtual double max_nmse_on(Backend b) const { return max_nmse(); }
 };
 
 using CaseList = std::vector<std::unique_ptr<OpCase>>;

@@ -1,5 +1,8 @@
 // ferry_ops: the op harness binary.
-//   ferry_ops [--check]            every case at every ISA level vs its reference (ctest runs this)
+//   ferry_ops [--check]            every case on every backend vs its reference (ctest runs this): the cpu
+//                                  ops at every ISA level this CPU has, and cuda (skipped, with the
+//                                  reason, where the case has no CUDA implementation, the build has no
+//                                  CUDA or there is no GPU); --backend cpu|cuda|all (default all)
 //   ferry_ops --perf               large shapes: time, GFLOP/s, GB/s, fraction of the measured roofline
 //   ferry_ops --targets            the performance targets only, with pass / miss
 //   options: --filter NAME (substring of the op name or parameters), --reps N, --threads N, --list
@@ -13,11 +16,13 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "ferry/cpu_features.h"
 #include "ferry/ops/isa.h"
 #include "ferry/roofline_probe.h"
+#include "tests/ops/cuda_backend.h"
 #include "tests/ops/harness.h"
 
 namespace ferry::ops_test {
@@ -25,6 +30,7 @@ namespace {
 
 struct Options {
   enum class Mode { Check, Perf, Targets } mode = Mode::Check;
+  bool cpu = true, cuda = true;  // --backend
   std::string filter;
   int reps = 0;
   bool list = false;
@@ -47,15 +53,77 @@ std::vector<cpu::Isa> isa_levels() {
   return levels;
 }
 
+// One backend of check mode: the cpu ops at one ISA level, or cuda.
+struct BackendRun {
+  Backend backend = Backend::Cpu;
+  cpu::Isa isa = cpu::Isa::Scalar;  // Cpu
+  std::string name;  // "avx512", "cuda"
+  bool available = true;
+  std::string why_not;  // when not available
+  int passed = 0, failed = 0, skipped = 0;
+};
+
+std::vector<BackendRun> check_backends(const Options& opt) {
+  std::vector<BackendRun> runs;
+  if (opt.cpu)
+    for (cpu::Isa isa : isa_levels()) {
+      BackendRun r;
+      r.backend = Backend::Cpu;
+      r.isa = isa;
+      r.name = cpu::isa_name(isa);
+      runs.push_back(r);
+    }
+  if (opt.cuda) {
+    BackendRun r;
+    r.backend = Backend::Cuda;
+    r.name = "cuda";
+    r.available = cuda_backend::available(&r.why_not);
+    runs.push_back(r);
+  }
+  return runs;
+}
+
+// Compares the case's outputs with the reference; why receives the failures.
+bool compare(OpCase& c, double max_nmse, double& worst, std::string& why) {
+  bool ok = true;
+  worst = 0.0;
+  for (const OutputCheck& o : c.outputs()) {
+    if (!o.guards_intact) {
+      ok = false;
+      why += " " + o.name + ":guard-bytes-overwritten";
+    }
+    if (o.fast_int) {
+      for (size_t i = 0; i < o.n; ++i)
+        if (o.fast_int[i] != o.ref_int[i]) {
+          ok = false;
+          why += " " + o.name + "[" + std::to_string(i) + "]=" + std::to_string(o.fast_int[i]) +
+                 "!=" + std::to_string(o.ref_int[i]);
+          break;
+        }
+    } else {
+      const double e = nmse(o.fast, o.ref, o.n);
+      worst = std::isnan(e) ? e : std::max(worst, e);
+      if (!(e <= max_nmse)) {
+        ok = false;
+        char buf[128];
+        std::snprintf(buf, sizeof buf, " %s:nmse=%.3g>%.1g", o.name.c_str(), e, max_nmse);
+        why += buf;
+      }
+    }
+  }
+  return ok;
+}
+
 int run_check(const Options& opt) {
   CaseList cases;
   add_matmul_cases(cases, false);
   add_ffn_cases(cases, false);
   add_attention_cases(cases, false);
   add_small_op_cases(cases, false);
-  int n_run = 0, n_fail = 0;
-  std::printf("ferry_ops --check: cpu %s; ISA levels:", cpu_features().describe().c_str());
-  for (cpu::Isa isa : isa_levels()) std::printf(" %s", cpu::isa_name(isa));
+  std::vector<BackendRun> runs = check_backends(opt);
+  std::printf("ferry_ops --check: cpu %s; backends:", cpu_features().describe().c_str());
+  for (const BackendRun& r : runs)
+    std::printf(" %s%s", r.name.c_str(), r.available ? "" : (" (skipped: " + r.why_not + ")").c_str());
   std::printf("\n");
   for (auto& c : cases) {
     if (!matches(*c, opt.filter)) continue;
@@ -63,49 +131,59 @@ int run_check(const Options& opt) {
       std::printf("%s %s\n", c->op().c_str(), c->params().c_str());
       continue;
     }
-    std::mt19937 rng(seed_of(c->op() + c->params()));
-    c->init(rng, true);
-    for (cpu::Isa isa : isa_levels()) {
-      cpu::ScopedIsaCap cap(isa);
-      c->reset_outputs();
-      c->run_fast();
-      bool ok = true;
-      double worst = 0.0;
-      std::string why;
-      for (const OutputCheck& o : c->outputs()) {
-        if (!o.guards_intact) {
-          ok = false;
-          why += " " + o.name + ":guard-bytes-overwritten";
-        }
-        if (o.fast_int) {
-          for (size_t i = 0; i < o.n; ++i)
-            if (o.fast_int[i] != o.ref_int[i]) {
-              ok = false;
-              why += " " + o.name + "[" + std::to_string(i) + "]=" + std::to_string(o.fast_int[i]) +
-                     "!=" + std::to_string(o.ref_int[i]);
-              break;
-            }
-        } else {
-          const double e = nmse(o.fast, o.ref, o.n);
-          worst = std::isnan(e) ? e : std::max(worst, e);
-          if (!(e <= c->max_nmse())) {
-            ok = false;
-            char buf[128];
-            std::snprintf(buf, sizeof buf, " %s:nmse=%.3g>%.1g", o.name.c_str(), e, c->max_nmse());
-            why += buf;
-          }
-        }
+    bool initialised = false;
+    for (BackendRun& r : runs) {
+      auto report = [&](const char* status, double worst, const std::string& why) {
+        char nmse_col[32] = "";
+        if (std::strcmp(status, "SKIPPED") != 0) std::snprintf(nmse_col, sizeof nmse_col, "nmse %-9.2e", worst);
+        std::printf("  %-6s %-14s %-58s %-14s %s%s\n", r.name.c_str(), c->op().c_str(), c->params().c_str(), nmse_col,
+                    status, why.c_str());
+      };
+      if (!r.available) {
+        ++r.skipped;
+        report("SKIPPED", 0.0, " (" + r.why_not + ")");
+        continue;
       }
-      ++n_run;
-      n_fail += !ok;
-      std::printf("  %-6s %-14s %-58s nmse %-9.2e %s%s\n", cpu::isa_name(isa), c->op().c_str(), c->params().c_str(),
-                  worst, ok ? "OK" : "FAIL", why.c_str());
+      if (!initialised) {
+        std::mt19937 rng(seed_of(c->op() + c->params()));
+        c->init(rng, true);
+        initialised = true;
+      }
+      std::optional<cpu::ScopedIsaCap> cap;
+      if (r.backend == Backend::Cpu) cap.emplace(r.isa);
+      c->reset_outputs();
+      bool ran = false;
+      std::string why;
+      try {
+        ran = c->run_backend(r.backend);
+      } catch (const std::exception& e) {
+        ran = true;
+        why = std::string(" error: ") + e.what();
+      }
+      if (!ran) {
+        ++r.skipped;
+        report("SKIPPED", 0.0, std::string(" (no ") + r.name + " implementation)");
+        continue;
+      }
+      double worst = 0.0;
+      const bool ok = compare(*c, c->max_nmse_on(r.backend), worst, why) && why.empty();
+      ++(ok ? r.passed : r.failed);
+      report(ok ? "OK" : "FAIL", worst, why);
     }
     c.reset();  // free the case's buffers
   }
   if (opt.list) return 0;
-  std::printf("%d/%d passed\n", n_run - n_fail, n_run);
-  return n_fail == 0 ? 0 : 1;
+  int passed = 0, failed = 0, skipped = 0;
+  std::printf("by backend:\n");
+  for (const BackendRun& r : runs) {
+    std::printf("  %-6s %d passed, %d failed, %d skipped%s\n", r.name.c_str(), r.passed, r.failed, r.skipped,
+                r.available ? "" : (" (" + r.why_not + ")").c_str());
+    passed += r.passed;
+    failed += r.failed;
+    skipped += r.skipped;
+  }
+  std::printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
+  return failed == 0 ? 0 : 1;
 }
 
 double median(std::vector<double> v) {
@@ -230,9 +308,18 @@ int main(int argc, char** argv) {
     else if (a == "--reps") opt.reps = std::atoi(value("--reps").c_str());
     else if (a == "--threads") omp_set_num_threads(std::atoi(value("--threads").c_str()));
     else if (a == "--list") opt.list = true;
-    else {
+    else if (a == "--backend") {
+      const std::string b = value("--backend");
+      if (b != "cpu" && b != "cuda" && b != "all") {
+        std::fprintf(stderr, "ferry_ops: --backend must be cpu, cuda or all, not '%s'\n", b.c_str());
+        return 2;
+      }
+      opt.cpu = b != "cuda";
+      opt.cuda = b != "cpu";
+    } else {
       std::fprintf(stderr,
-                   "usage: ferry_ops [--check | --perf | --targets] [--filter NAME] [--reps N] [--threads N] [--list]\n");
+                   "usage: ferry_ops [--check [--backend cpu|cuda|all] | --perf | --targets] [--filter NAME] [--reps N] "
+                   "[--threads N] [--list]\n");
       return 2;
     }
   }

@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "exec/cpu/exact_matmul.h"
+#include "ferry/ops/matmul.h"
 #include "ferry/cpu_model.h"
 #include "ferry/error.h"
 #include "ferry/ops/cpu_ops.h"
@@ -190,7 +190,7 @@ void bench_kernels() {
       for (int r = 0; r < 16; ++r) {
         const auto t0 = Clock::now();
         if (impl == 0)
-          cpu_target::matmul_f32_activations(packed, x.data(), y.data(), m);
+          cpu::matmul_f32_activations(packed, x.data(), y.data(), m);
         else
           cpu::matmul(packed, x.data(), y.data(), m);
         if (r > 0) times.push_back(seconds_since(t0));

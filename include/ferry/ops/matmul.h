@@ -23,10 +23,23 @@ void matmul(const PackedMatrix& w, const float* x, float* y, int m, const float*
 // Same with bf16 activations x_bf16 [m, K].
 void matmul_xbf16(const PackedMatrix& w, const uint16_t* x_bf16, float* y, int m, const float* bias = nullptr);
 
+// y = W·x with f32 activations and f32 accumulation: what the cpu target and the executor run (bf16
+// activations are an option). The AVX-512 bf16 kernel of matmul() rounds activations to bf16, a relative
+// error of 2^-9 per element; the oracle models' greedy margins (top-1 minus top-2 logit) go down to 2e-4
+// of the logit range and their routing margins to 6e-5 in probability, so that rounding flips tokens and
+// experts. Here BF16 weights are widened to f32 instead (matmul_exact.cpp): the products are exact and
+// the result matches the fp32 reference to f32 rounding, at the same weight traffic (decode is bound by
+// it) and at the f32 FMA rate (half the bf16 dot-product rate) when compute-bound. BF16 weights take
+// matmul_exact_amx where AMX is active (as fast at m = 1, 1.4-2x faster from m = 8 on), else the AVX-512
+// kernel of matmul_exact.cpp, or matmul() below AVX-512 (whose kernels widen weights to f32 too); other
+// dtypes go to matmul(). On a given machine every m takes the same kernel, so batching never changes a
+// row's result.
+void matmul_f32_activations(const PackedMatrix& w, const float* x, float* y, int m, const float* bias = nullptr);
+
 // BF16 weights with f32 activations and f32-accurate products, on AMX tiles: every activation is split
 // into three bf16 terms (x = h + m + l, exactly), each product of terms is exact in f32 and the three
 // partial sums are added at the end, so the result matches f32 activations with f32 FMAs to f32 rounding
-// (the cpu target's numerics, src/exec/cpu/exact_matmul.h). Every M takes this path, and an output row
+// (the cpu target's numerics, matmul_f32_activations). Every M takes this path, and an output row
 // depends only on its own activations: the result of a row does not change with the batch around it.
 // Returns false, doing nothing, unless amx_active() and w is BF16; the caller then uses its own kernel.
 bool matmul_exact_amx(const PackedMatrix& w, const float* x, float* y, int m, const float* bias = nullptr);

@@ -50,17 +50,23 @@ struct QuantOptions {
   DType scale_dtype = DType::BF16;     // BF16 or F16
 };
 
-// A 64-byte aligned, owned byte buffer.
+// A 64-byte aligned byte buffer: owned, or a view of bytes someone else owns (a device buffer).
 class AlignedBytes {
  public:
   AlignedBytes() = default;
   explicit AlignedBytes(size_t n);
+  // Bytes owned elsewhere (they may be device memory the host never reads). Not freed.
+  static AlignedBytes view(void* data, size_t n);
   uint8_t* data() { return data_.get(); }
   const uint8_t* data() const { return data_.get(); }
   size_t size() const { return size_; }
+  bool owned() const { return data_.get_deleter().owned; }
 
  private:
   struct Free {
+    Free() noexcept : owned(true) {}  // (no member initialiser: the enclosing class needs this complete)
+    explicit Free(bool owns) noexcept : owned(owns) {}
+    bool owned;
     void operator()(uint8_t* p) const;
   };
   std::unique_ptr<uint8_t[], Free> data_;
@@ -83,6 +89,15 @@ struct PackedMatrix {
   size_t panel_bytes() const;        // bytes of one panel in `data`
   size_t weight_bytes() const;       // bytes a matmul streams: data + scales + zeros
 };
+
+// A matrix with w's shape and dtype whose arrays are the given bytes (each as long as w's; scales and
+// zeros null when w has none): the weights as a device holds them.
+PackedMatrix packed_view(const PackedMatrix& w, void* data, void* scales, void* zeros);
+// A view of w's own bytes.
+inline PackedMatrix packed_view(const PackedMatrix& w) {
+  return packed_view(w, const_cast<uint8_t*>(w.data.data()), const_cast<uint8_t*>(w.scales.data()),
+                     const_cast<uint8_t*>(w.zeros.data()));
+}
 
 // Packs a row-major [rows, cols] matrix. dtype F32, BF16, I8 or I4. Throws ferry::Error on a bad
 // dtype or group size.

@@ -11,7 +11,7 @@
 
 #include "exec/cpu/cpu_weights.h"
 #include "exec/cpu/exact_matmul.h"
-#include "exec/cpu/kv_arena.h"
+#include "exec/kv_cache.h"
 #include "exec/cpu/layer_blocks.h"
 #include "ferry/error.h"
 #include "ferry/ops/cpu_ops.h"
@@ -22,7 +22,6 @@ namespace ferry {
 
 using cpu_target::CpuLayerWeights;
 using cpu_target::CpuWeights;
-using cpu_target::KvArena;
 using cpu_target::MatmulFn;
 
 namespace {
@@ -37,11 +36,10 @@ T* grow(std::vector<T>& v, size_t n) {
   return v.data();
 }
 
-struct Sequence {
+struct Sequence {  // beside the KV cache's own state of the sequence
   bool live = false;
   int n_past = 0;
   uint64_t stamp = 0;           // the forward call that last used it (catches a sequence given twice)
-  std::vector<int32_t> blocks;  // block table; capacity: the model's context in blocks
 };
 
 struct ItemPlan {
@@ -69,10 +67,9 @@ struct Workspace {
   std::vector<int32_t> n_ctx;               // [S]
   std::vector<float> final_x;               // [R, D]
   std::vector<float> logits;                // [R, V]
-  std::vector<std::byte> ffn_arena;         // the FFN buffers (layer_blocks.h), carved into ffn
+  std::vector<std::byte> ffn_arena;         // the FFN buffers (ferry/exec/layer_ops.h), carved into ffn
   int ffn_tokens = 0;                       // tokens ffn is carved for
-  cpu_target::FfnBuffers ffn;
-  cpu_target::MlpScratch mlp;               // routed experts, shared expert, dense MLP
+  FfnBuffers ffn;
 };
 
 }  // namespace
@@ -87,8 +84,9 @@ int64_t kv_cache_tokens_auto(const ModelConfig& c, const CpuModelOptions& o) {
 struct CpuModel::Impl {
   CpuModelOptions options;
   CpuWeights w;
+  ModelWeights wv;  // views of w, as the layer code reads them
   RopeFrequencies rope;
-  KvArena kv;
+  KvCache kv;
   std::vector<Sequence> seqs;  // by id
   int max_blocks_per_seq = 0;
   uint64_t n_forward = 0;
@@ -96,11 +94,12 @@ struct CpuModel::Impl {
   Workspace ws;
   // Matmuls of bf16 weights: f32 activations (exact products) unless options.bf16_activations.
   MatmulFn bf16_matmul = nullptr;
-  std::vector<std::vector<const cpu_target::PackedMlp*>> expert_of;  // [L][E] for routed_expert_outputs
+  std::vector<std::vector<const MlpWeights*>> expert_of;  // [L][E] for routed_expert_outputs
 
   Impl(CpuWeights weights, const CpuModelOptions& o)
       : options(o),
         w(std::move(weights)),
+        wv(cpu_target::view_of(w)),
         rope(rope_frequencies(w.config.rope, w.config.max_position, w.config.max_position)),
         kv(w.config, o.kv_dtype, o.kv_block_size,
            o.kv_cache_tokens > 0 ? o.kv_cache_tokens : kv_cache_tokens_auto(w.config, o)) {
@@ -112,7 +111,7 @@ struct CpuModel::Impl {
     max_blocks_per_seq = (c.max_position + o.kv_block_size - 1) / o.kv_block_size;
     expert_of.resize(c.n_layer);
     for (int l = 0; l < c.n_layer; ++l)
-      for (const cpu_target::PackedMlp& e : w.layers[l].experts) expert_of[l].push_back(&e);
+      for (const MlpWeights& e : w.layers[l].experts) expert_of[l].push_back(&e);
     seqs.reserve(std::max(1, o.max_sequences));
     const int n_seq = std::max(1, std::min(o.max_sequences, std::max(1, o.max_batch_tokens)));
     reserve(std::max(1, o.max_batch_tokens), n_seq, n_seq);
@@ -143,12 +142,10 @@ struct CpuModel::Impl {
     grow(ws.final_x, static_cast<size_t>(n_rows) * D);
     grow(ws.logits, static_cast<size_t>(n_rows) * c.n_vocab);
     if (n_tok > ws.ffn_tokens) {
-      ws.ffn_arena.resize(cpu_target::ffn_buffer_bytes(c, n_tok));
-      ws.ffn = cpu_target::carve_ffn_buffers(c, n_tok, ws.ffn_arena.data());
+      ws.ffn_arena.resize(ffn_buffer_bytes(c, n_tok));
+      ws.ffn = carve_ffn_buffers(c, n_tok, ws.ffn_arena.data());
       ws.ffn_tokens = n_tok;
     }
-    const int f_max = std::max({c.d_expert, c.d_shared, c.d_ff_dense, 1});
-    ws.mlp.reserve(n_tok, c.d_model, f_max);
   }
 
   Sequence& sequence(int seq) {
@@ -158,21 +155,16 @@ struct CpuModel::Impl {
   const Sequence& sequence(int seq) const { return const_cast<Impl*>(this)->sequence(seq); }
 
   int add_sequence() {
-    for (size_t i = 0; i < seqs.size(); ++i)
-      if (!seqs[i].live) {
-        seqs[i].live = true;
-        seqs[i].n_past = 0;
-        return static_cast<int>(i);
-      }
-    seqs.emplace_back();
-    seqs.back().live = true;
-    seqs.back().blocks.reserve(max_blocks_per_seq);
-    return static_cast<int>(seqs.size() - 1);
+    const int id = kv.add_sequence();  // the cache picks the id; this table follows it
+    if (id >= static_cast<int>(seqs.size())) seqs.resize(id + 1);
+    seqs[id].live = true;
+    seqs[id].n_past = 0;
+    return id;
   }
 
   void free_sequence(int seq) {
     Sequence& s = sequence(seq);
-    kv.give_back(s.blocks);
+    kv.free_sequence(seq);
     s.live = false;
     s.n_past = 0;
   }
@@ -197,8 +189,7 @@ struct CpuModel::Impl {
         if (t < 0 || t >= c.n_vocab)
           throw Error("token id " + std::to_string(t) + " is outside the vocabulary of " +
                       std::to_string(c.n_vocab));
-      const int64_t blocks = (s.n_past + n + kv.block_size() - 1) / kv.block_size();
-      blocks_needed += std::max<int64_t>(0, blocks - static_cast<int64_t>(s.blocks.size()));
+      blocks_needed += kv.blocks_needed(it.seq, n);
       n_rows += it.all_logits ? n : 1;
     }
     if (blocks_needed > kv.blocks_free())
@@ -222,20 +213,17 @@ struct CpuModel::Impl {
       const ForwardItem& it = items[i];
       Sequence& s = seqs[it.seq];
       const int n = static_cast<int>(it.tokens.size());
-      const int blocks = (s.n_past + n + kv.block_size() - 1) / kv.block_size();
-      if (blocks > static_cast<int>(s.blocks.size()))
-        kv.take(blocks - static_cast<int>(s.blocks.size()), s.blocks);
+      kv.reserve(it.seq, n, ws.slot.data() + t);
       ws.items[i] = {it.seq, t, n, s.n_past, it.all_logits};
       for (int j = 0; j < n; ++j, ++t) {
         ws.token[t] = it.tokens[j];
         ws.pos[t] = s.n_past + j;
-        ws.slot[t] = cpu::kv_slot(s.blocks.data(), s.n_past + j, kv.block_size());
       }
     }
     const std::span<const ItemPlan> plan(ws.items.data(), items.size());
     last_weight_bytes = w.dense_bytes();
 
-    cpu_target::embed_tokens(w, ws.token.data(), n_tok, ws.h.data());
+    cpu_target::embed_tokens(c, wv, ws.token.data(), n_tok, ws.h.data());
 
     for (int l = 0; l < c.n_layer; ++l) {
       attention_block(l, plan, n_tok);
@@ -248,16 +236,19 @@ struct CpuModel::Impl {
     for (const ItemPlan& it : plan)
       for (int j = it.all_logits ? 0 : it.n_tok - 1; j < it.n_tok; ++j, ++r)
         std::memcpy(ws.final_x.data() + r * D, ws.h.data() + (it.t0 + j) * D, D * sizeof(float));
-    cpu_target::final_logits(w, bf16_matmul, ws.final_x.data(), n_rows, ws.final_x.data(), ws.logits.data());
+    cpu_target::final_logits(c, wv, bf16_matmul, ws.final_x.data(), n_rows, ws.final_x.data(), ws.logits.data());
 
-    for (const ItemPlan& it : plan) seqs[it.seq].n_past += it.n_tok;
+    for (const ItemPlan& it : plan) {
+      seqs[it.seq].n_past += it.n_tok;
+      kv.advance(it.seq, it.n_tok);
+    }
     return {ws.logits.data(), static_cast<size_t>(n_rows) * c.n_vocab};
   }
 
   // Norm, QKV, q/k norm, clip, RoPE, KV store, attention, output projection, residual.
   void attention_block(int l, std::span<const ItemPlan> plan, int n_tok) {
     const ModelConfig& c = w.config;
-    const CpuLayerWeights& L = w.layers[l];
+    const LayerWeights& L = wv.layers[l];
     const int H = c.n_head;
     const size_t q_dim = c.q_dim();
     float *q = ws.q.data(), *k = ws.k.data(), *v = ws.v.data(), *attn = ws.attn.data();
@@ -276,11 +267,11 @@ struct CpuModel::Impl {
       const ItemPlan& it = plan[i];
       const Sequence& s = seqs[it.seq];
       if (it.n_tok > 1) {
-        cpu::attention_prefill(q + it.t0 * q_dim, cache, s.blocks.data(), it.n_past, it.n_tok, ap,
+        cpu::attention_prefill(q + it.t0 * q_dim, cache, kv.block_table(it.seq), it.n_past, it.n_tok, ap,
                                attn + it.t0 * q_dim);
       } else {
         ws.decode_items[n_decode++] = static_cast<int32_t>(i);
-        stride = std::max(stride, static_cast<int>(s.blocks.size()));
+        stride = std::max(stride, kv.n_blocks(it.seq));
       }
     }
     if (n_decode > 0) {
@@ -289,7 +280,7 @@ struct CpuModel::Impl {
         const ItemPlan& it = plan[ws.decode_items[d]];
         const Sequence& s = seqs[it.seq];
         contiguous = contiguous && it.t0 == d;
-        std::copy(s.blocks.begin(), s.blocks.end(),
+        std::copy(kv.block_table(it.seq), kv.block_table(it.seq) + kv.n_blocks(it.seq),
                   ws.block_tables.begin() + static_cast<size_t>(d) * stride);
         ws.n_ctx[d] = it.n_past + 1;
       }
@@ -314,12 +305,12 @@ struct CpuModel::Impl {
   // Norm, routed experts (+ sigmoid-gated shared expert) or the dense MLP, residual.
   void ffn_block(int l, int n_tok) {
     const ModelConfig& c = w.config;
-    const CpuLayerWeights& L = w.layers[l];
+    const LayerWeights& L = wv.layers[l];
     cpu_target::ffn_input(c, L, ws.h.data(), n_tok, ws.ffn);
     if (L.is_moe)
-      last_weight_bytes += cpu_target::routed_expert_outputs(expert_of[l].data(), 0, c.n_expert, bf16_matmul,
-                                                             c.d_model, ws.ffn, ws.mlp);
-    cpu_target::shared_outputs(c, L, bf16_matmul, n_tok, ws.ffn, ws.mlp);
+      last_weight_bytes +=
+          cpu_target::routed_expert_outputs(expert_of[l].data(), 0, c.n_expert, bf16_matmul, c.d_model, ws.ffn);
+    cpu_target::shared_outputs(c, L, bf16_matmul, n_tok, ws.ffn);
     cpu_target::ffn_output(c, L, n_tok, ws.ffn, ws.h.data());
   }
 };

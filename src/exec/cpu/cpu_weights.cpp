@@ -141,6 +141,56 @@ CpuWeights load_cpu_weights(const WeightSource& source, const CpuModelOptions& o
   return w;
 }
 
+namespace {
+const float* or_null(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
+}  // namespace
+
+MlpWeights view_of(const MlpWeights& m) {
+  MlpWeights v;
+  if (m.empty()) return v;
+  v.gate = cpu::packed_view(m.gate);
+  v.up = cpu::packed_view(m.up);
+  v.down = cpu::packed_view(m.down);
+  return v;
+}
+
+LayerWeights view_of(const CpuLayerWeights& L) {
+  LayerWeights v;
+  v.attn_norm = or_null(L.attn_norm);
+  v.attn_norm_bias = or_null(L.attn_norm_bias);
+  v.ffn_norm = or_null(L.ffn_norm);
+  v.ffn_norm_bias = or_null(L.ffn_norm_bias);
+  v.wqkv = cpu::packed_view(L.wqkv);
+  v.bqkv = or_null(L.bqkv);
+  v.wo = cpu::packed_view(L.wo);
+  v.bo = or_null(L.bo);
+  v.q_norm = or_null(L.q_norm);
+  v.k_norm = or_null(L.k_norm);
+  v.is_moe = L.is_moe;
+  if (L.router.rows) v.router = cpu::packed_view(L.router);
+  v.shared = view_of(L.shared);
+  if (L.shared_gate.rows) v.shared_gate = cpu::packed_view(L.shared_gate);
+  v.dense = view_of(L.dense);
+  return v;
+}
+
+ModelWeights view_of(const CpuWeights& w) {
+  ModelWeights v;
+  if (!w.embed_bf16.empty()) {
+    v.embed = w.embed_bf16.data();
+    v.embed_dtype = DType::BF16;
+  } else {
+    v.embed = w.embed_f32.data();
+    v.embed_dtype = DType::F32;
+  }
+  for (const CpuLayerWeights& L : w.layers) v.layers.push_back(view_of(L));
+  v.final_norm = or_null(w.final_norm);
+  v.final_norm_bias = or_null(w.final_norm_bias);
+  v.lm_head = cpu::packed_view(w.lm_head);
+  v.lm_head_bias = or_null(w.lm_head_bias);
+  return v;
+}
+
 size_t CpuWeights::expert_bytes() const {
   size_t n = 0;
   for (const CpuLayerWeights& L : layers)

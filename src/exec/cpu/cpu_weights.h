@@ -4,17 +4,12 @@
 #include <vector>
 
 #include "ferry/cpu_model.h"
+#include "ferry/exec/model_weights.h"
 #include "ferry/ops/cpu_ops.h"
 
 namespace ferry::cpu_target {
 
-struct PackedMlp {         // SwiGLU: down(silu(gate·x) ⊙ up·x)
-  cpu::PackedMatrix gate;  // [F, D]
-  cpu::PackedMatrix up;    // [F, D]
-  cpu::PackedMatrix down;  // [D, F]
-  bool empty() const { return gate.rows == 0; }
-  size_t bytes() const { return empty() ? 0 : gate.weight_bytes() + up.weight_bytes() + down.weight_bytes(); }
-};
+using PackedMlp = ferry::MlpWeights;
 
 struct CpuLayerWeights {
   std::vector<float> attn_norm, attn_norm_bias;  // [D] (bias: LayerNorm families, else empty)
@@ -47,5 +42,10 @@ struct CpuWeights {
 };
 
 CpuWeights load_cpu_weights(const WeightSource& source, const CpuModelOptions& options);
+
+// Views of the packed weights in host memory (ferry/exec/model_weights.h), as the layer code reads them.
+LayerWeights view_of(const CpuLayerWeights& L);
+ModelWeights view_of(const CpuWeights& w);
+MlpWeights view_of(const MlpWeights& m);
 
 }  // namespace ferry::cpu_target

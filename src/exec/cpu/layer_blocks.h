@@ -17,61 +17,44 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "exec/cpu/cpu_weights.h"
-#include "exec/cpu/expert_mlp.h"
+#include "ferry/exec/layer_ops.h"
+#include "ferry/exec/model_weights.h"
+#include "ferry/ops/expert_ffn.h"
 #include "ferry/rope_frequencies.h"
 
 namespace ferry::cpu_target {
 
-struct QkvRows {  // [T, H*Dh], [T, Hkv*Dh], [T, Hkv*Dh]
-  float* q = nullptr;
-  float* k = nullptr;
-  float* v = nullptr;
-};
+// Every matmul of a block goes through one: cpu::matmul_f32_activations (bf16 weights, f32 activations:
+// the default) or cpu::matmul (bf16 activations).
+using MatmulFn = cpu::MatmulFn;
 
-// The buffers of one layer's FFN over up to T tokens.
-struct FfnBuffers {
-  float* x = nullptr;               // [T, D] normalised input
-  float* y = nullptr;               // [T, D] FFN output before the residual
-  float* router_logits = nullptr;   // [T, E]
-  float* probs = nullptr;           // [E]
-  int32_t* topk_idx = nullptr;      // [T, K]
-  float* topk_weight = nullptr;     // [T, K]
-  int32_t* offsets = nullptr;       // [E + 1]: expert e's assignments are [offsets[e], offsets[e + 1])
-  int32_t* assign_token = nullptr;  // [T*K] token of each assignment, grouped by expert, tokens ascending
-  int32_t* assign_slot = nullptr;   // [T*K] its row t*K + k in expert_out
-  float* expert_out = nullptr;      // [T*K, D] unweighted routed expert outputs
-  float* shared_out = nullptr;      // [T, D] unweighted shared expert / dense MLP output
-  float* shared_gate = nullptr;     // [T] sigmoid gate of the shared expert
-};
-// Bytes of FfnBuffers for T tokens, and the buffers carved from `base` (at least that many bytes).
-size_t ffn_buffer_bytes(const ModelConfig& c, int n_tok);
-FfnBuffers carve_ffn_buffers(const ModelConfig& c, int n_tok, void* base);
+using ferry::FfnBuffers;
+using ferry::QkvRows;
 
 // h [T, D] = embedding rows of `tokens`.
-void embed_tokens(const CpuWeights& w, const int32_t* tokens, int n_tok, float* h);
+void embed_tokens(const ModelConfig& c, const ModelWeights& w, const int32_t* tokens, int n_tok, float* h);
 
 // x [T, D] and qkv_rows [T, H*Dh + 2*Hkv*Dh] are scratch; out receives q, k, v with RoPE applied.
-void attention_input(const ModelConfig& c, const CpuLayerWeights& L, const RopeFrequencies& rope, MatmulFn matmul,
+void attention_input(const ModelConfig& c, const LayerWeights& L, const RopeFrequencies& rope, MatmulFn matmul,
                      const float* h, int n_tok, const int32_t* positions, float* x, float* qkv_rows, QkvRows out);
 // h += wo·attn + bo; y [T, D] scratch.
-void attention_output(const ModelConfig& c, const CpuLayerWeights& L, MatmulFn matmul, const float* attn,
-                      int n_tok, float* y, float* h);
+void attention_output(const ModelConfig& c, const LayerWeights& L, MatmulFn matmul, const float* attn, int n_tok,
+                      float* y, float* h);
 
 // b.x = ffn_norm(h); in a MoE layer also the routing and its assignments grouped by expert.
-void ffn_input(const ModelConfig& c, const CpuLayerWeights& L, const float* h, int n_tok, const FfnBuffers& b);
+void ffn_input(const ModelConfig& c, const LayerWeights& L, const float* h, int n_tok, const FfnBuffers& b);
 // For the experts e in [first, last): b.expert_out[slot] = expert_e(b.x[token]) over e's assignments.
 // expert_of[e] holds expert e's weights (resident, or a device ring slot). Returns the bytes of the
 // experts that had tokens.
-size_t routed_expert_outputs(const PackedMlp* const* expert_of, int first, int last, MatmulFn matmul, int d_model,
-                             const FfnBuffers& b, MlpScratch& s);
+size_t routed_expert_outputs(const MlpWeights* const* expert_of, int first, int last, MatmulFn matmul, int d_model,
+                             const FfnBuffers& b);
 // b.shared_out = shared expert (MoE layer, if any) or dense MLP of b.x; b.shared_gate its sigmoid gate.
-void shared_outputs(const ModelConfig& c, const CpuLayerWeights& L, MatmulFn matmul, int n_tok, const FfnBuffers& b,
-                    MlpScratch& s);
+void shared_outputs(const ModelConfig& c, const LayerWeights& L, MatmulFn matmul, int n_tok, const FfnBuffers& b);
 // b.y = Σ_k w[t,k]·expert_out[t,k] (ascending expert) + gate·shared_out; h += b.y.
-void ffn_output(const ModelConfig& c, const CpuLayerWeights& L, int n_tok, const FfnBuffers& b, float* h);
+void ffn_output(const ModelConfig& c, const LayerWeights& L, int n_tok, const FfnBuffers& b, float* h);
 
 // logits [R, V] of the rows h [R, D]; x [R, D] scratch (may be h).
-void final_logits(const CpuWeights& w, MatmulFn matmul, const float* h, int n_rows, float* x, float* logits);
+void final_logits(const ModelConfig& c, const ModelWeights& w, MatmulFn matmul, const float* h, int n_rows, float* x,
+                  float* logits);
 
 }  // namespace ferry::cpu_target

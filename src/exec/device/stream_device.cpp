@@ -90,10 +90,9 @@ BufferId StreamDevice::alloc(const std::string& name, size_t bytes) {
   return BufferId{checker_.add_buffer(name, bytes)};
 }
 
-BufferId StreamDevice::adopt(const std::string& name, void* data, size_t bytes) {
-  charge(name, align_up(bytes));
-  buffer_data_.push_back(data);
-  return BufferId{checker_.add_buffer(name, bytes)};
+void StreamDevice::upload(BufferId dst, size_t offset, const void* src, size_t bytes) {
+  FERRY_ASSERT(offset + bytes <= size(dst));
+  if (bytes) std::memcpy(static_cast<std::byte*>(data(dst)) + offset, src, bytes);
 }
 
 BufferId StreamDevice::alloc_host(const std::string& name, size_t bytes) {
@@ -124,7 +123,7 @@ void StreamDevice::launch(StreamKind stream, TaskTag tag, std::span<const Buffer
 
 void StreamDevice::copy(StreamKind stream, TaskTag tag, BufferId dst, BufferId src,
                         std::span<const CopySegment> segments) {
-  FERRY_ASSERT(stream == StreamKind::H2D || stream == StreamKind::D2H);
+  FERRY_ASSERT(stream != StreamKind::Host);  // Compute: small relays ordered with the compute work
   FERRY_ASSERT(segments.size() <= kMaxCopySegments);
   std::array<BufferAccess, 2> access;
   int n = 0;
@@ -244,7 +243,7 @@ void StreamDevice::execute(StreamKind stream, Op& op) {
   uint64_t bytes = 0;
   switch (op.type) {
     case Op::Run:
-      op.fn();
+      op.fn(StreamContext{stream, nullptr});
       op.fn.reset();
       break;
     case Op::Copy: {

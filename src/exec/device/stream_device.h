@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "exec/device/host_ops.h"
 #include "exec/device/order_checker.h"
 #include "ferry/device.h"
 
@@ -26,7 +27,8 @@ class StreamDevice final : public Device {
 
   const DeviceInfo& info() const override { return info_; }
   BufferId alloc(const std::string& name, size_t bytes) override;
-  BufferId adopt(const std::string& name, void* data, size_t bytes) override;
+  void upload(BufferId dst, size_t offset, const void* src, size_t bytes) override;
+  LayerOps& ops() override { return ops_; }
   BufferId alloc_host(const std::string& name, size_t bytes) override;
   void* data(BufferId b) override;
   size_t size(BufferId b) const override;
@@ -77,6 +79,7 @@ class StreamDevice final : public Device {
   void notify_done();  // lock held
 
   DeviceInfo info_;
+  HostOps ops_;
   OrderChecker checker_;
   // Device arena: one region of the capacity, reserved (not committed) on the first alloc.
   void* arena_ = nullptr;

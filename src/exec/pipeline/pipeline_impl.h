@@ -1,24 +1,26 @@
-// Internal to the pipelined executor: its state (weights, device buffers planned once, the expert
-// ring, the paged KV cache, the micro-batch relays) and its steps. pipeline_memory.cpp plans the
-// buffers, pipeline_steps.cpp enqueues the tasks of one step of the schedule, pipeline_schedule.cpp
-// holds the decode loop and prefill, pipelined_model.cpp the Model interface.
+// Internal to the pipelined executor: its state (weights uploaded into device buffers, the expert store
+// and ring, the paged KV cache, the micro-batch relays) and its steps. pipeline_memory.cpp plans and
+// uploads the buffers, pipeline_steps.cpp enqueues the tasks of one step of the schedule,
+// pipeline_schedule.cpp holds the decode loop and prefill (the same steps), pipelined_model.cpp the
+// Model interface.
 //
-// The layer math is the cpu target's (exec/cpu/layer_blocks.h) on the same packed weights, so the
-// executor and the `cpu` target at the same expert precision compute bit-identical logits.
+// Every layer step goes through the device's op set (ferry/exec/layer_ops.h) on device buffers: the
+// executor never dereferences device memory. What the host needs back (logits, the routing for the
+// expert statistics) comes over D2H into pinned buffers.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <utility>
 #include <vector>
 
 #include "exec/cpu/cpu_weights.h"
-#include "exec/cpu/expert_mlp.h"
-#include "exec/cpu/layer_blocks.h"
+#include "exec/kv_cache.h"
 #include "ferry/device.h"
+#include "ferry/exec/layer_ops.h"
+#include "ferry/exec/model_weights.h"
 #include "ferry/exec/pipelined_model.h"
-#include "ferry/ops/attention.h"
 #include "ferry/rope_frequencies.h"
-#include "ferry/router_math.h"
 
 namespace ferry {
 
@@ -27,67 +29,72 @@ T* typed(Device& d, BufferId b) {
   return static_cast<T*>(d.data(b));
 }
 
+// Where each array of an expert lies inside its image (gate, up, down: data, scales, zeros), and the
+// image's bytes. Every routed expert of a model has the same shape and precision, so one layout serves
+// the store, the ring and the resident experts, and an expert moves as one contiguous copy.
+struct ExpertImage {
+  size_t offset[9] = {};  // [matrix * 3 + array], array 0 data, 1 scales, 2 zeros
+  size_t bytes = 0;
+};
+
 struct PipelinedModel::Impl {
   // ---- fixed at construction ----
-  cpu_target::CpuWeights w;
-  const ModelConfig& c;
+  ModelConfig c;
   Device& dev;
+  LayerOps& ops;
   planner::Policy policy;
   PipelineOptions opt;
   RopeFrequencies rope;
-  cpu_target::MatmulFn matmul = nullptr;  // bf16 weights take f32 activations, as on the cpu target
-  int mu = 1, n_batch = 1, n_pages = 1, max_blocks = 0, prefill_cap = 0;
+  int mu = 1, n_batch = 1, n_pages = 1, prefill_cap = 0, cap = 0;  // cap: most tokens of one op call
   bool host_attention = true;
+  ModelWeights dw;  // dense weights, views into device buffers
 
-  // ---- experts: pinned ones stay resident; streamed ones go through a double-buffered ring ----
-  std::vector<int> n_pinned;  // [L]: experts 0 .. n_pinned-1 of a layer are resident
-  int n_slot = 0;             // streamed experts per ring half (max over layers)
-  std::vector<cpu_target::PackedMlp> ring[2];               // [half][slot]
-  std::vector<BufferId> ring_page[2];                       // [half][page]: slots of one page
-  std::vector<EventId> page_ready[2], page_free[2];         // [half][page]
-  std::vector<std::vector<const cpu_target::PackedMlp*>> expert_of[2];  // [half][L][E]: resident or ring slot
+  // ---- experts: pinned ones resident on the device; streamed ones copied from the host store into a
+  // double-buffered ring, one page of slots per micro-batch ----
+  ExpertImage image;
+  std::vector<int> n_pinned;                     // [L]: experts 0 .. n_pinned-1 of a layer are resident
+  std::vector<std::vector<MlpWeights>> resident; // [L][n_pinned] views into device memory
+  std::vector<std::vector<MlpWeights>> stored;   // [L][E] views into the host store (pinned)
+  int n_slot = 0;                                // streamed experts per ring half (max over layers)
+  std::vector<MlpWeights> ring[2];               // [half][slot] views into device memory
+  std::vector<BufferId> ring_page[2];            // [half][page]: the slots of one page
+  std::vector<int> ring_page_first[2];           // [half][page]: its first slot
+  BufferId store_buf;                            // host: every streamed expert's image
+  std::vector<EventId> page_ready[2], page_free[2];  // [half][page]
+  std::vector<int> table[2];                     // [half][L]: the ops' expert table of the layer in that half
   // The ring half each layer's streamed experts were last issued to. Halves alternate per layer load,
   // so any layer count works and the next step's layer 0 can load during the last layer.
   std::vector<int> layer_half;
   int next_half = 0;
   bool layer0_prefetched = false;
 
-  // ---- KV cache: one arena of blocks per layer, a free list, block tables per sequence slot ----
-  std::vector<cpu::KvCacheLayer> kv;  // [L]
-  std::vector<uint16_t> kv_host;      // the arena when attention runs on the host
-  std::vector<int32_t> free_blocks;
-  std::vector<int32_t> block_tables;  // [max_sequences][max_blocks]
-  struct Seq {
-    bool live = false;
-    int n_past = 0;
-    int n_blocks = 0;
-  };
-  std::vector<Seq> seqs;
+  // ---- KV cache: host memory for host attention, a device buffer for device attention ----
+  std::unique_ptr<KvCache> kv;
+  int max_blocks = 0;
 
-  // ---- per micro-batch relays (device) and pinned staging (host) ----
+  // ---- per micro-batch relays: device buffers and their pinned host twins ----
   struct Micro {
     Impl* self = nullptr;
-    int j = 0, n_tok = 0;
-    BufferId hidden, qkv_dev, attn_dev, logits_dev;  // device: [μ, D], [μ, q+2kv], [μ, H*Dh], [μ, V]
-    BufferId qkv_pin, attn_pin, logits_pin;          // host
+    int j = 0, cap = 0, n_tok = 0;
+    bool prefill = false;     // one sequence's chunk (prefill attention) or one token per sequence
+    int seq = 0, n_past = 0;  // prefill: the sequence and its tokens before the chunk
+    int logit_row0 = 0, n_logit = 0;  // rows of hidden whose logits are wanted
+    // ids relay, int32 [tokens cap | positions cap | slots cap | n_ctx cap | tables cap x max_blocks]
+    BufferId ids_dev, ids_pin;
+    int32_t *tokens = nullptr, *positions = nullptr, *slots = nullptr, *n_ctx = nullptr, *tables = nullptr;
+    BufferId hidden, qkv_dev, attn_dev, logits_dev, routing_dev;  // [cap, D], [cap, q+2kv], [cap, H*Dh], [cap, V], [L, cap, K]
+    BufferId qkv_pin, attn_pin, logits_pin, routing_pin;
     EventId qkv_ready, qkv_on_host, attn_done, attn_loaded, logits_ready, logits_done;
-    std::vector<int32_t> tokens, positions, slots, n_ctx, item;  // [μ]
-    std::vector<int32_t> tables;                                  // [μ][max_blocks]
+    std::vector<int32_t> item;  // [cap] decode: the forward item of each row
+    size_t ids_offset(int part) const;  // bytes into the ids relay of part 0..4
   };
-  std::vector<Micro> mb;
+  std::vector<Micro> mb;  // [n_pages] decode micro-batches
+  Micro pf;               // the prefill chunk
 
-  // ---- compute scratch (device): one set, the compute stream runs one task at a time ----
-  BufferId scratch_buf, mlp_buf;
-  float* attn_x = nullptr;     // [P, D] normalised attention input
-  float* qkv_rows = nullptr;   // [P, q+2kv] stacked QKV
-  float* attn_y = nullptr;     // [P, D] O-proj output
-  cpu_target::FfnBuffers ffn;  // [P] tokens
-  cpu_target::MlpScratch mlp;  // [P] rows (adopted by the device)
-  // prefill relays
-  BufferId pf_hidden, pf_qkv, pf_attn, pf_logits, pf_logits_pin;
-  EventId pf_logits_ready;
-  std::vector<int32_t> pf_tokens, pf_positions, pf_slots;
-  int pf_n_tok = 0, pf_seq = 0, pf_n_past = 0, pf_first_logit = 0;
+  // ---- compute scratch (device): one set, the compute stream runs one op at a time ----
+  BufferId scratch_buf;
+  AttentionScratch attn_scratch;
+  FfnBuffers ffn;
 
   std::vector<int32_t> order;   // decode item order (sorted by context)
   std::vector<float> out;       // logits [rows, V]
@@ -95,36 +102,43 @@ struct PipelinedModel::Impl {
   PipelineStats stats;
 
   Impl(const WeightSource& weights, Device& device, const planner::Policy& p, const PipelineOptions& o);
-  void plan_memory();       // pipeline_memory.cpp
-  void plan_experts();
+  // pipeline_memory.cpp
+  void plan_memory(const WeightSource& weights);
+  void upload_dense(const cpu_target::CpuWeights& w);
+  void plan_experts(cpu_target::CpuWeights& w);
   void plan_kv_cache();
   void plan_relays();
-  int alloc_block();
-  void reserve_positions(int seq, int n_tok, int32_t* slots_out);
-  cpu_target::QkvRows qkv(BufferId b, int n_tok) {
-    float* q = typed<float>(dev, b);
-    float* k = q + static_cast<size_t>(n_tok) * c.q_dim();
-    return {q, k, k + static_cast<size_t>(n_tok) * c.kv_dim()};
-  }
+  void plan_micro(Micro& m, int j, int capacity, const char* prefix);
+  // Page range [first, last) of the streamed experts (slots) of `layer` in page p.
+  std::pair<int, int> page_slots(int layer, int page) const;
   // With policy.overlap off every step waits for the previous one: the same loop, run serially.
   void step_done() {
     if (!policy.overlap) dev.synchronize();
   }
-  // Page range [first, last) of the streamed experts (slots) of `layer` in page p.
-  std::pair<int, int> page_slots(int layer, int page) const;
+  QkvRows qkv(BufferId b, int n_tok) {
+    float* q = typed<float>(dev, b);
+    float* k = q + static_cast<size_t>(n_tok) * c.q_dim();
+    return {q, k, k + static_cast<size_t>(n_tok) * c.kv_dim()};
+  }
+  QkvRows qkv_at(float* base, int n_tok) const {
+    float* k = base + static_cast<size_t>(n_tok) * c.q_dim();
+    return {base, k, k + static_cast<size_t>(n_tok) * c.kv_dim()};
+  }
 
-  // ---- steps (pipeline_steps.cpp) ----
+  // ---- steps (pipeline_steps.cpp), each a few tasks guarded by events ----
   void begin_layer_load(int layer);
   void issue_page(int layer, int page);  // streamed experts of one page -> the layer's ring half
+  void load_ids(Micro& m);               // ids relay -> device, on the compute stream
   void embed(Micro& m);
   void pre_attention(int layer, Micro& m);  // norm, QKV, RoPE; QKV -> host; attention (host or device)
   void load_hidden(int layer, Micro& m);    // host attention output -> device
-  // O-proj, router, experts in cache-state order (ring half h), combine
+  // O-proj, router, experts in cache-state order (ring half h), combine; lm_head after the last layer
   void post_attention(int layer, int h, Micro& m);
   void lm_head(Micro& m);
-  void count_expert_use(int layer, int n_tok);  // hits: tokens routed to pinned experts
+  void count_expert_use(const Micro& m);  // from the routing copied back: hits are pinned experts
 
   // ---- schedule (pipeline_schedule.cpp) ----
+  void prefetch_layer0();
   void decode(std::span<const ForwardItem> items, std::span<const int32_t> idx);
   void prefill(const ForwardItem& item, size_t first_row);
 };

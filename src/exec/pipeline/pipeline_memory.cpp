@@ -1,17 +1,22 @@
-// The executor's memory, planned once at construction: every device buffer is carved (or adopted and
-// charged) here, so a policy that does not fit fails before the first token, naming the buffer, and
-// the hot path allocates nothing.
+// The executor's memory, planned once at construction: the dense weights and the pinned experts are
+// uploaded into device buffers, the streamed experts copied into one pinned host store, and every relay
+// and scratch buffer carved, so a policy that does not fit fails before the first token, naming the
+// buffer, and the hot path allocates nothing. The packed host weights are dropped once uploaded.
 #include <algorithm>
+#include <cstring>
 #include <string>
 
-#include "exec/cpu/exact_matmul.h"
 #include "exec/pipeline/pipeline_impl.h"
 #include "ferry/cpu_model.h"
 #include "ferry/error.h"
+#include "ferry/router_math.h"
 
 namespace ferry {
 
 namespace {
+
+constexpr size_t kAlign = 256;
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 CpuModelOptions packing_options(const planner::Policy& p, const PipelineOptions& o) {
   CpuModelOptions c;
@@ -20,16 +25,97 @@ CpuModelOptions packing_options(const planner::Policy& p, const PipelineOptions&
   return c;
 }
 
+// Places arrays one after another in one device buffer: a first pass (placing false) only measures,
+// the second uploads and returns the arrays' device addresses.
+class Placer {
+ public:
+  Placer(Device& dev) : dev_(dev) {}
+  void start(BufferId buf) {
+    buf_ = buf;
+    base_ = static_cast<std::byte*>(dev_.data(buf));
+    top_ = 0;
+    placing_ = true;
+  }
+  size_t bytes() const { return top_; }
+
+  template <class T>
+  const T* array(const std::vector<T>& v) {
+    return static_cast<const T*>(put(v.data(), v.size() * sizeof(T)));
+  }
+  cpu::PackedMatrix matrix(const cpu::PackedMatrix& m) {
+    if (m.rows == 0) return {};
+    void* d = put(m.data.data(), m.data.size());
+    void* s = put(m.scales.data(), m.scales.size());
+    void* z = put(m.zeros.data(), m.zeros.size());
+    return cpu::packed_view(m, d, s, z);
+  }
+  MlpWeights mlp(const MlpWeights& m) {
+    if (m.empty()) return {};
+    MlpWeights v;
+    v.gate = matrix(m.gate);
+    v.up = matrix(m.up);
+    v.down = matrix(m.down);
+    return v;
+  }
+
+ private:
+  void* put(const void* src, size_t bytes) {
+    if (!src || bytes == 0) return nullptr;
+    const size_t at = top_;
+    top_ += align_up(bytes);
+    if (!placing_) return nullptr;
+    dev_.upload(buf_, at, src, bytes);
+    return base_ + at;
+  }
+  Device& dev_;
+  BufferId buf_;
+  std::byte* base_ = nullptr;
+  size_t top_ = 0;
+  bool placing_ = false;
+};
+
+const cpu::PackedMatrix& matrix_of(const MlpWeights& m, int i) { return i == 0 ? m.gate : i == 1 ? m.up : m.down; }
+
+ExpertImage image_layout(const MlpWeights& proto) {
+  ExpertImage img;
+  for (int i = 0; i < 3; ++i) {
+    const cpu::PackedMatrix& m = matrix_of(proto, i);
+    const size_t sizes[3] = {m.data.size(), m.scales.size(), m.zeros.size()};
+    for (int a = 0; a < 3; ++a) {
+      img.offset[i * 3 + a] = img.bytes;
+      img.bytes += align_up(sizes[a]);
+    }
+  }
+  return img;
+}
+
+// Views of an expert image at `base` (device or host memory), shaped like `proto`.
+MlpWeights image_view(const MlpWeights& proto, const ExpertImage& img, std::byte* base) {
+  auto at = [&](int i, int a, size_t size) -> void* { return size ? base + img.offset[i * 3 + a] : nullptr; };
+  MlpWeights v;
+  cpu::PackedMatrix* out[3] = {&v.gate, &v.up, &v.down};
+  for (int i = 0; i < 3; ++i) {
+    const cpu::PackedMatrix& m = matrix_of(proto, i);
+    *out[i] = cpu::packed_view(m, at(i, 0, m.data.size()), at(i, 1, m.scales.size()), at(i, 2, m.zeros.size()));
+  }
+  return v;
+}
+
+// The host image of an expert: its arrays copied to their offsets.
+void write_image(const MlpWeights& m, const ExpertImage& img, std::byte* dst) {
+  for (int i = 0; i < 3; ++i) {
+    const cpu::PackedMatrix& p = matrix_of(m, i);
+    const cpu::AlignedBytes* arrays[3] = {&p.data, &p.scales, &p.zeros};
+    for (int a = 0; a < 3; ++a)
+      if (arrays[a]->size()) std::memcpy(dst + img.offset[i * 3 + a], arrays[a]->data(), arrays[a]->size());
+  }
+}
+
 }  // namespace
 
 PipelinedModel::Impl::Impl(const WeightSource& weights, Device& device, const planner::Policy& p,
                            const PipelineOptions& o)
-    : w(cpu_target::load_cpu_weights(weights, packing_options(p, o))),
-      c(w.config),
-      dev(device),
-      policy(p),
-      opt(o),
-      matmul(&cpu_target::matmul_f32_activations) {
+    : c(weights.config()), dev(device), ops(device.ops()), policy(p), opt(o) {
   if (c.n_expert_used > kMaxExpertsUsed)
     throw Error("models with more than " + std::to_string(kMaxExpertsUsed) +
                 " active experts per token are not supported");
@@ -44,17 +130,64 @@ PipelinedModel::Impl::Impl(const WeightSource& weights, Device& device, const pl
   n_batch = static_cast<int>(std::max<int64_t>(mu, policy.batch_size));
   n_pages = (n_batch + mu - 1) / mu;
   host_attention = policy.attention_device == planner::Device::Cpu;
+  if (!host_attention && !ops.has_device_attention())
+    throw Error("policy: attention_device is gpu, but device " + dev.info().name +
+                " has no attention kernel yet; set attention_device to cpu");
   prefill_cap = std::max(opt.prefill_chunk_tokens, mu);
-  plan_memory();
+  cap = std::max(prefill_cap, mu);
+  plan_memory(weights);
 }
 
-void PipelinedModel::Impl::plan_memory() {
-  // Attention, router, shared experts, dense MLPs and lm_head live on the device; the token embeddings
-  // stay in host memory (a lookup per token, as the planner assumes).
-  dev.adopt("dense weights", w.lm_head.data.data(), w.dense_bytes());
-  plan_experts();
+void PipelinedModel::Impl::plan_memory(const WeightSource& weights) {
+  cpu_target::CpuWeights w = cpu_target::load_cpu_weights(weights, packing_options(policy, opt));
+  c = w.config;
+  ops.bind_model(c, rope, cap);
+  upload_dense(w);
+  plan_experts(w);
   plan_kv_cache();
   plan_relays();
+}
+
+void PipelinedModel::Impl::upload_dense(const cpu_target::CpuWeights& w) {
+  // Attention, norms, router, shared experts, dense MLPs, embeddings and lm_head: one device buffer.
+  Placer place(dev);
+  auto layout = [&] {
+    ModelWeights v;
+    if (!w.embed_bf16.empty()) {
+      v.embed = place.array(w.embed_bf16);
+      v.embed_dtype = DType::BF16;
+    } else {
+      v.embed = place.array(w.embed_f32);
+      v.embed_dtype = DType::F32;
+    }
+    for (const cpu_target::CpuLayerWeights& L : w.layers) {
+      LayerWeights d;
+      d.attn_norm = place.array(L.attn_norm);
+      d.attn_norm_bias = place.array(L.attn_norm_bias);
+      d.ffn_norm = place.array(L.ffn_norm);
+      d.ffn_norm_bias = place.array(L.ffn_norm_bias);
+      d.wqkv = place.matrix(L.wqkv);
+      d.bqkv = place.array(L.bqkv);
+      d.wo = place.matrix(L.wo);
+      d.bo = place.array(L.bo);
+      d.q_norm = place.array(L.q_norm);
+      d.k_norm = place.array(L.k_norm);
+      d.is_moe = L.is_moe;
+      d.router = place.matrix(L.router);
+      d.shared = place.mlp(L.shared);
+      d.shared_gate = place.matrix(L.shared_gate);
+      d.dense = place.mlp(L.dense);
+      v.layers.push_back(std::move(d));
+    }
+    v.final_norm = place.array(w.final_norm);
+    v.final_norm_bias = place.array(w.final_norm_bias);
+    v.lm_head = place.matrix(w.lm_head);
+    v.lm_head_bias = place.array(w.lm_head_bias);
+    return v;
+  };
+  layout();  // measure
+  place.start(dev.alloc("dense weights", place.bytes()));
+  dw = layout();
 }
 
 std::pair<int, int> PipelinedModel::Impl::page_slots(int layer, int page) const {
@@ -62,160 +195,151 @@ std::pair<int, int> PipelinedModel::Impl::page_slots(int layer, int page) const 
   return {std::min(page * n_slot / n_pages, n_stream), std::min((page + 1) * n_slot / n_pages, n_stream)};
 }
 
-void PipelinedModel::Impl::plan_experts() {
-  const int L = c.n_layer, E = c.n_expert, D = c.d_model;
-  // Experts on the GPU tier (policy.gpu_experts_per_layer) stay resident; the DRAM and SSD tiers are
-  // both streamed from the packed weights in host memory (the whole model is in DRAM here).
+void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w) {
+  const int L = c.n_layer, E = c.n_expert;
   n_pinned.assign(L, 0);
+  resident.clear();
+  resident.resize(L);
+  stored.clear();
+  stored.resize(L);
+  layer_half.assign(L, 0);
+  for (int h = 0; h < 2; ++h) table[h].assign(L, -1);
+  const cpu_target::CpuLayerWeights* first_moe = nullptr;
+  for (const auto& layer : w.layers)
+    if (layer.is_moe && !first_moe) first_moe = &layer;
+  if (!first_moe) return;
+  // metadata only: the shape every routed expert has
+  const MlpWeights& e0 = first_moe->experts[0];
+  MlpWeights proto;
+  proto.gate = cpu::packed_view(e0.gate, nullptr, nullptr, nullptr);
+  proto.up = cpu::packed_view(e0.up, nullptr, nullptr, nullptr);
+  proto.down = cpu::packed_view(e0.down, nullptr, nullptr, nullptr);
+  image = image_layout(proto);
+
+  // Experts on the GPU tier (policy.gpu_experts_per_layer) stay resident; the DRAM and SSD tiers are both
+  // streamed from the host store (the whole model is in DRAM here).
+  size_t n_stored = 0;
   for (int l = 0; l < L; ++l)
     if (w.layers[l].is_moe) {
       n_pinned[l] = std::clamp(policy.gpu_experts_per_layer[l], 0, E);
       n_slot = std::max(n_slot, E - n_pinned[l]);
-      size_t pinned_bytes = 0;
-      for (int e = 0; e < n_pinned[l]; ++e) pinned_bytes += w.layers[l].experts[e].bytes();
-      if (pinned_bytes)
-        dev.adopt("pinned experts layer " + std::to_string(l), w.layers[l].experts[0].gate.data.data(), pinned_bytes);
+      n_stored += E - n_pinned[l];
     }
-  if (n_slot > 0) {
-    const cpu_target::PackedMlp* proto = nullptr;
-    for (const auto& l : w.layers)
-      if (l.is_moe) proto = &l.experts[0];
-    std::vector<float> zeros(static_cast<size_t>(c.d_expert) * D, 0.f);
-    cpu::QuantOptions q;
-    q.group_size = opt.group_size;
-    const DType dt = proto->gate.dtype;
-    for (int h = 0; h < 2; ++h) {
-      for (int s = 0; s < n_slot; ++s)
-        ring[h].push_back(cpu_target::PackedMlp{cpu::pack_matrix(zeros.data(), c.d_expert, D, dt, q),
-                                                cpu::pack_matrix(zeros.data(), c.d_expert, D, dt, q),
-                                                cpu::pack_matrix(zeros.data(), D, c.d_expert, dt, q)});
+  if (n_stored) store_buf = dev.alloc_host("expert store", n_stored * image.bytes);
+  std::byte* store = n_stored ? typed<std::byte>(dev, store_buf) : nullptr;
+  for (int l = 0; l < L; ++l) {
+    if (!w.layers[l].is_moe) continue;
+    std::vector<MlpWeights>& experts = w.layers[l].experts;
+    if (n_pinned[l] > 0) {
+      const BufferId buf = dev.alloc("pinned experts layer " + std::to_string(l), n_pinned[l] * image.bytes);
+      std::vector<std::byte> host(image.bytes);
+      for (int e = 0; e < n_pinned[l]; ++e) {
+        write_image(experts[e], image, host.data());
+        dev.upload(buf, e * image.bytes, host.data(), image.bytes);
+        resident[l].push_back(image_view(proto, image, typed<std::byte>(dev, buf) + e * image.bytes));
+        experts[e] = MlpWeights{};  // uploaded: drop the host copy
+      }
+    }
+    stored[l].resize(E);
+    for (int e = n_pinned[l]; e < E; ++e) {
+      write_image(experts[e], image, store);
+      stored[l][e] = image_view(proto, image, store);
+      store += image.bytes;
+      experts[e] = MlpWeights{};
+    }
+  }
+  if (n_slot > 0)
+    for (int h = 0; h < 2; ++h)
       for (int p = 0; p < n_pages; ++p) {
         const int first = p * n_slot / n_pages, last = (p + 1) * n_slot / n_pages;
-        ring_page[h].push_back(dev.adopt("expert ring " + std::to_string(h) + " page " + std::to_string(p),
-                                         ring[h][std::min(first, n_slot - 1)].gate.data.data(),
-                                         (last - first) * proto->bytes()));
+        const BufferId page = dev.alloc("expert ring " + std::to_string(h) + " page " + std::to_string(p),
+                                        std::max(last - first, 1) * image.bytes);
+        ring_page[h].push_back(page);
+        ring_page_first[h].push_back(first);
+        for (int s = first; s < last; ++s)
+          ring[h].push_back(image_view(proto, image, typed<std::byte>(dev, page) + (s - first) * image.bytes));
         page_ready[h].push_back(dev.create_event());
         page_free[h].push_back(dev.create_event());
       }
-    }
-  }
-  layer_half.assign(L, 0);
-  for (int h = 0; h < 2; ++h) {
-    expert_of[h].assign(L, {});
+  // One expert table per (ring half, layer): resident experts, then the layer's streamed experts in the
+  // slots of that half.
+  for (int h = 0; h < 2; ++h)
     for (int l = 0; l < L; ++l) {
       if (!w.layers[l].is_moe) continue;
-      expert_of[h][l].resize(E);
-      for (int e = 0; e < E; ++e)
-        expert_of[h][l][e] = e < n_pinned[l] ? &w.layers[l].experts[e] : &ring[h][e - n_pinned[l]];
+      std::vector<const MlpWeights*> t(E);
+      for (int e = 0; e < E; ++e) t[e] = e < n_pinned[l] ? &resident[l][e] : &ring[h][e - n_pinned[l]];
+      table[h][l] = ops.add_expert_table(t);
     }
-  }
 }
 
 void PipelinedModel::Impl::plan_kv_cache() {
   // bf16, paged: host DRAM for host attention, device memory when attention runs on the device
-  const int L = c.n_layer, bs = opt.kv_block_size;
-  max_blocks = (c.max_position + bs - 1) / bs;
+  const int bs = opt.kv_block_size;
   const int64_t kv_tokens = opt.kv_cache_tokens ? opt.kv_cache_tokens
                                                 : std::min<int64_t>(int64_t{opt.max_sequences} * c.max_position, 65536);
-  const int n_block = static_cast<int>((kv_tokens + bs - 1) / bs);
-  const size_t layer_elems = static_cast<size_t>(n_block) * c.n_head_kv * bs * c.head_dim;  // K or V
-  uint16_t* arena = nullptr;
+  void* memory = nullptr;
+  if (!host_attention)
+    memory = dev.data(dev.alloc("kv cache", KvCache::bytes_for(c, DType::BF16, bs, kv_tokens)));
+  kv = std::make_unique<KvCache>(c, DType::BF16, bs, kv_tokens, memory);
+  max_blocks = kv->max_blocks_per_sequence();
+}
+
+size_t PipelinedModel::Impl::Micro::ids_offset(int part) const {
+  return sizeof(int32_t) * static_cast<size_t>(cap) * std::min(part, 4);
+}
+
+void PipelinedModel::Impl::plan_micro(Micro& m, int j, int capacity, const char* prefix) {
+  const int D = c.d_model, V = c.n_vocab, qd = c.q_dim(), kd = c.kv_dim();
+  const size_t K = std::max(c.n_expert_used, 1);
+  auto named = [&](const char* what) {  // "hidden 3" (appended, not prefixed: GCC 12 -Wrestrict)
+    std::string n(prefix);
+    n += what;
+    n += ' ';
+    n += std::to_string(j);
+    return n;
+  };
+  m.self = this;
+  m.j = j;
+  m.cap = capacity;
+  const size_t P = capacity;
+  const size_t ids_bytes = sizeof(int32_t) * (4 * P + P * max_blocks);
+  m.ids_dev = dev.alloc(named("ids"), ids_bytes);
+  m.ids_pin = dev.alloc_host(named("pinned ids"), ids_bytes);
+  int32_t* ids = typed<int32_t>(dev, m.ids_pin);
+  m.tokens = ids;
+  m.positions = ids + P;
+  m.slots = ids + 2 * P;
+  m.n_ctx = ids + 3 * P;
+  m.tables = ids + 4 * P;
+  m.hidden = dev.alloc(named("hidden"), sizeof(float) * P * D);
+  m.qkv_dev = dev.alloc(named("qkv"), sizeof(float) * P * (qd + 2 * kd));
+  m.attn_dev = dev.alloc(named("attention out"), sizeof(float) * P * qd);
+  m.logits_dev = dev.alloc(named("logits"), sizeof(float) * P * V);
+  m.routing_dev = dev.alloc(named("routing"), sizeof(int32_t) * c.n_layer * P * K);
   if (host_attention) {
-    kv_host.assign(layer_elems * 2 * L, 0);
-    arena = kv_host.data();
-  } else {
-    arena = typed<uint16_t>(dev, dev.alloc("kv cache", layer_elems * 2 * L * sizeof(uint16_t)));
+    m.qkv_pin = dev.alloc_host(named("pinned qkv"), sizeof(float) * P * (qd + 2 * kd));
+    m.attn_pin = dev.alloc_host(named("pinned attention out"), sizeof(float) * P * qd);
   }
-  for (int l = 0; l < L; ++l) {
-    cpu::KvCacheLayer k;
-    k.k = arena + layer_elems * 2 * l;
-    k.v = arena + layer_elems * (2 * l + 1);
-    k.dtype = DType::BF16;
-    k.n_block = n_block;
-    k.block_size = bs;
-    k.n_head_kv = c.n_head_kv;
-    k.head_dim = c.head_dim;
-    kv.push_back(k);
-  }
-  for (int b = n_block - 1; b >= 0; --b) free_blocks.push_back(b);
-  block_tables.assign(static_cast<size_t>(opt.max_sequences) * max_blocks, 0);
-  seqs.reserve(opt.max_sequences);
+  m.logits_pin = dev.alloc_host(named("pinned logits"), sizeof(float) * P * V);
+  m.routing_pin = dev.alloc_host(named("pinned routing"), sizeof(int32_t) * c.n_layer * P * K);
+  for (EventId* e : {&m.qkv_ready, &m.qkv_on_host, &m.attn_done, &m.attn_loaded, &m.logits_ready, &m.logits_done})
+    *e = dev.create_event();
+  m.item.assign(P, 0);
 }
 
 void PipelinedModel::Impl::plan_relays() {
-  const int D = c.d_model, V = c.n_vocab, qd = c.q_dim(), kd = c.kv_dim();
   mb.resize(n_pages);
-  for (int j = 0; j < n_pages; ++j) {
-    Micro& m = mb[j];
-    auto named = [j](const char* what) {  // "hidden 3" (appended, not prefixed: GCC 12 -Wrestrict)
-      std::string n(what);
-      n += ' ';
-      n += std::to_string(j);
-      return n;
-    };
-    m.self = this;
-    m.j = j;
-    m.hidden = dev.alloc(named("hidden"), sizeof(float) * mu * D);
-    m.qkv_dev = dev.alloc(named("qkv"), sizeof(float) * mu * (qd + 2 * kd));
-    m.attn_dev = dev.alloc(named("attention out"), sizeof(float) * mu * qd);
-    m.logits_dev = dev.alloc(named("logits"), sizeof(float) * mu * V);
-    m.qkv_pin = dev.alloc_host(named("pinned qkv"), sizeof(float) * mu * (qd + 2 * kd));
-    m.attn_pin = dev.alloc_host(named("pinned attention out"), sizeof(float) * mu * qd);
-    m.logits_pin = dev.alloc_host(named("pinned logits"), sizeof(float) * mu * V);
-    for (EventId* e : {&m.qkv_ready, &m.qkv_on_host, &m.attn_done, &m.attn_loaded, &m.logits_ready, &m.logits_done})
-      *e = dev.create_event();
-    for (auto* v : {&m.tokens, &m.positions, &m.slots, &m.n_ctx, &m.item}) v->assign(mu, 0);
-    m.tables.assign(static_cast<size_t>(mu) * max_blocks, 0);
-  }
-  // compute scratch, sized for a prefill chunk of P tokens
-  const size_t P = prefill_cap;
-  const size_t attn_bytes = sizeof(float) * P * (2 * D + qd + 2 * kd) + 3 * 64;
-  scratch_buf = dev.alloc("compute scratch", attn_bytes + cpu_target::ffn_buffer_bytes(c, prefill_cap));
+  for (int j = 0; j < n_pages; ++j) plan_micro(mb[j], j, mu, "");
+  plan_micro(pf, 0, prefill_cap, "prefill ");
+  // compute scratch, sized for the largest op call
+  const size_t attn_bytes = attention_scratch_bytes(c, cap);
+  scratch_buf = dev.alloc("compute scratch", attn_bytes + ffn_buffer_bytes(c, cap));
   auto* base = typed<std::byte>(dev, scratch_buf);
-  auto carve = [&](size_t bytes) {
-    std::byte* p = base;
-    base += (bytes + 63) / 64 * 64;
-    return reinterpret_cast<float*>(p);
-  };
-  attn_x = carve(sizeof(float) * P * D);
-  qkv_rows = carve(sizeof(float) * P * (qd + 2 * kd));
-  attn_y = carve(sizeof(float) * P * D);
-  ffn = cpu_target::carve_ffn_buffers(c, prefill_cap, base);
-  mlp.reserve(prefill_cap, D, std::max({c.d_expert, c.d_shared, c.d_ff_dense, 1}));
-  mlp_buf = dev.adopt("expert scratch", mlp.x_rows.data(), mlp.bytes());
-
-  pf_hidden = dev.alloc("prefill hidden", sizeof(float) * P * D);
-  pf_qkv = dev.alloc("prefill qkv", sizeof(float) * P * (qd + 2 * kd));
-  pf_attn = dev.alloc("prefill attention out", sizeof(float) * P * qd);
-  pf_logits = dev.alloc("prefill logits", sizeof(float) * P * V);
-  pf_logits_pin = dev.alloc_host("pinned prefill logits", sizeof(float) * P * V);
-  pf_logits_ready = dev.create_event();
-  for (auto* v : {&pf_tokens, &pf_positions, &pf_slots}) v->assign(P, 0);
+  attn_scratch = carve_attention_scratch(c, cap, base);
+  ffn = carve_ffn_buffers(c, cap, base + attn_bytes);
   order.reserve(opt.max_sequences);
-  out.reserve(static_cast<size_t>(opt.max_sequences) * V);
+  out.reserve(static_cast<size_t>(opt.max_sequences) * c.n_vocab);
   out_row.reserve(opt.max_sequences);
-}
-
-int PipelinedModel::Impl::alloc_block() {
-  if (free_blocks.empty())
-    throw Error("KV cache full (" + std::to_string(kv[0].n_block) + " blocks of " + std::to_string(opt.kv_block_size) +
-                " tokens); raise kv_cache_tokens or run fewer sequences");
-  const int b = free_blocks.back();
-  free_blocks.pop_back();
-  return b;
-}
-
-void PipelinedModel::Impl::reserve_positions(int seq, int n_tok, int32_t* slots_out) {
-  Seq& s = seqs[seq];
-  if (s.n_past + n_tok > c.max_position)
-    throw Error("sequence of " + std::to_string(s.n_past + n_tok) + " tokens exceeds the model's context of " +
-                std::to_string(c.max_position));
-  int32_t* table = block_tables.data() + static_cast<size_t>(seq) * max_blocks;
-  for (int i = 0; i < n_tok; ++i) {
-    const int pos = s.n_past + i;
-    if (pos / opt.kv_block_size >= s.n_blocks) table[s.n_blocks++] = alloc_block();
-    slots_out[i] = cpu::kv_slot(table, pos, opt.kv_block_size);
-  }
 }
 
 }  // namespace ferry

@@ -1,8 +1,12 @@
-// The steps of the decode schedule, each a few tasks on the device's streams guarded by events. A
-// task captures only a pointer to its micro-batch (Task's inline storage): nothing allocates.
+// The steps of the schedule, each a few tasks on the device's streams guarded by events. Compute tasks
+// call the device's op set with the stream context (on CUDA they enqueue kernels and return at once);
+// only the attention task runs host code. A task captures only a pointer to its micro-batch (Task's
+// inline storage): nothing allocates. Decode and prefill run the same steps: a micro-batch is either
+// one token of each of its sequences or a chunk of one sequence's prompt.
 #include <algorithm>
 #include <array>
 
+#include "exec/device/host_ops.h"
 #include "exec/pipeline/pipeline_impl.h"
 
 namespace ferry {
@@ -11,16 +15,6 @@ namespace {
 
 TaskTag tag_of(TaskKind kind, int layer, int micro_batch) {
   return {kind, static_cast<int16_t>(layer), static_cast<int16_t>(micro_batch)};
-}
-
-// Decode attention of n_tok sequences, one new token each: stores K/V at their slots, attends.
-void attend(const ModelConfig& c, const cpu::KvCacheLayer& kv, const cpu_target::QkvRows& qkv, int n_tok,
-            const int32_t* slots, const int32_t* tables, int table_stride, const int32_t* n_ctx, float* out) {
-  cpu::kv_cache_store(kv, slots, n_tok, qkv.k, qkv.v);
-  cpu::AttentionParams p;
-  p.n_head = c.n_head;
-  p.sliding_window = c.sliding_window;
-  cpu::attention_decode(qkv.q, kv, tables, table_stride, n_ctx, n_tok, p, out);
 }
 
 }  // namespace
@@ -33,55 +27,69 @@ void PipelinedModel::Impl::begin_layer_load(int layer) {
 }
 
 void PipelinedModel::Impl::issue_page(int layer, int page) {
-  if (layer >= c.n_layer || !w.layers[layer].is_moe) return;
+  if (layer >= c.n_layer || !dw.layers[layer].is_moe) return;
   const int h = layer_half[layer], g = n_pinned[layer];
   const auto [first, last] = page_slots(layer, page);
   if (first >= last) return;
   dev.wait(StreamKind::H2D, page_free[h][page]);  // the ring page's previous layer is done with it
+  std::array<CopySegment, kMaxCopySegments> seg;
+  int n = 0;
   for (int s = first; s < last; ++s) {
-    const cpu_target::PackedMlp& src = w.layers[layer].experts[g + s];
-    cpu_target::PackedMlp& dst = ring[h][s];
-    std::array<CopySegment, kMaxCopySegments> seg;
-    int n = 0;
-    for (auto [d, sm] : {std::pair{&dst.gate, &src.gate}, {&dst.up, &src.up}, {&dst.down, &src.down}}) {
-      seg[n++] = {d->data.data(), sm->data.data(), sm->data.size()};
-      if (sm->scales.size()) seg[n++] = {d->scales.data(), sm->scales.data(), sm->scales.size()};
-      if (sm->zeros.size()) seg[n++] = {d->zeros.data(), sm->zeros.data(), sm->zeros.size()};
+    seg[n++] = {ring[h][s].gate.data.data(), stored[layer][g + s].gate.data.data(), image.bytes};
+    stats.streamed_bytes += image.bytes;
+    if (n == kMaxCopySegments || s + 1 == last) {
+      dev.copy(StreamKind::H2D, tag_of(TaskKind::ExpertPage, layer, page), ring_page[h][page], store_buf,
+               std::span<const CopySegment>(seg.data(), n));
+      n = 0;
     }
-    dev.copy(StreamKind::H2D, tag_of(TaskKind::ExpertPage, layer, page), ring_page[h][page], BufferId{},
-             std::span<const CopySegment>(seg.data(), n));
-    stats.streamed_bytes += src.bytes();
   }
   dev.record(page_ready[h][page], StreamKind::H2D);
   step_done();
 }
 
+void PipelinedModel::Impl::load_ids(Micro& m) {
+  // The ids ride on the compute stream: on the H2D link they would queue behind expert pages.
+  const size_t ids_bytes = host_attention ? m.ids_offset(2) : m.ids_offset(4) + sizeof(int32_t) * m.cap * max_blocks;
+  dev.copy(StreamKind::Compute, tag_of(TaskKind::Upload, -1, m.j), m.ids_dev, m.ids_pin, dev.data(m.ids_dev),
+           dev.data(m.ids_pin), ids_bytes);
+}
+
 void PipelinedModel::Impl::embed(Micro& m) {
-  const BufferAccess acc[] = {{m.hidden, Access::Write}};
-  dev.launch(StreamKind::Compute, tag_of(TaskKind::Embed, -1, m.j), acc, [m = &m] {
+  load_ids(m);
+  const BufferAccess acc[] = {{m.ids_dev, Access::Read}, {m.hidden, Access::Write}};
+  dev.launch(StreamKind::Compute, tag_of(TaskKind::Embed, -1, m.j), acc, [m = &m](const StreamContext& ctx) {
     Impl& s = *m->self;
-    cpu_target::embed_tokens(s.w, m->tokens.data(), m->n_tok, typed<float>(s.dev, m->hidden));
+    s.ops.embed(ctx, s.dw, typed<int32_t>(s.dev, m->ids_dev), m->n_tok, typed<float>(s.dev, m->hidden));
   });
   step_done();
 }
 
 void PipelinedModel::Impl::pre_attention(int layer, Micro& m) {
-  const BufferAccess pre[] = {{m.hidden, Access::Read}, {m.qkv_dev, Access::Write}};
-  dev.launch(StreamKind::Compute, tag_of(TaskKind::PreAttention, layer, m.j), pre, [m = &m, layer] {
-    Impl& s = *m->self;
-    cpu_target::attention_input(s.c, s.w.layers[layer], s.rope, s.matmul, typed<float>(s.dev, m->hidden), m->n_tok,
-                                m->positions.data(), s.attn_x, s.qkv_rows, s.qkv(m->qkv_dev, m->n_tok));
-  });
+  const BufferAccess pre[] = {{m.hidden, Access::Read}, {m.ids_dev, Access::Read}, {m.qkv_dev, Access::Write}};
+  dev.launch(StreamKind::Compute, tag_of(TaskKind::PreAttention, layer, m.j), pre,
+             [m = &m, layer](const StreamContext& ctx) {
+               Impl& s = *m->self;
+               const int32_t* positions = typed<int32_t>(s.dev, m->ids_dev) + m->cap;
+               s.ops.attention_input(ctx, s.dw.layers[layer], typed<float>(s.dev, m->hidden), m->n_tok, positions,
+                                     s.attn_scratch, s.qkv(m->qkv_dev, m->n_tok));
+             });
   step_done();
   const TaskTag attn_tag = tag_of(TaskKind::Attention, layer, m.j);
-  auto attention = [m = &m, layer](BufferId qkv, BufferId out) {
-    Impl& s = *m->self;
-    attend(s.c, s.kv[layer], s.qkv(qkv, m->n_tok), m->n_tok, m->slots.data(), m->tables.data(), s.max_blocks,
-           m->n_ctx.data(), typed<float>(s.dev, out));
-  };
   if (!host_attention) {  // attention on the device, over the KV cache in device memory
-    const BufferAccess acc[] = {{m.qkv_dev, Access::Read}, {m.attn_dev, Access::Write}};
-    dev.launch(StreamKind::Compute, attn_tag, acc, [attention, m = &m] { attention(m->qkv_dev, m->attn_dev); });
+    const BufferAccess acc[] = {{m.qkv_dev, Access::Read}, {m.ids_dev, Access::Read}, {m.attn_dev, Access::Write}};
+    dev.launch(StreamKind::Compute, attn_tag, acc, [m = &m, layer](const StreamContext& ctx) {
+      Impl& s = *m->self;
+      const int32_t* ids = typed<int32_t>(s.dev, m->ids_dev);
+      const int32_t* slots = ids + 2 * m->cap;
+      const int32_t* tables = ids + 4 * m->cap;
+      const QkvRows q = s.qkv(m->qkv_dev, m->n_tok);
+      float* out = typed<float>(s.dev, m->attn_dev);
+      if (m->prefill)
+        s.ops.attention_prefill(ctx, s.kv->layer(layer), q, m->n_tok, slots, tables, m->n_past, out);
+      else
+        s.ops.attention_decode(ctx, s.kv->layer(layer), q, m->n_tok, slots, tables, s.max_blocks, ids + 3 * m->cap,
+                               out);
+    });
     step_done();
     return;
   }
@@ -94,7 +102,16 @@ void PipelinedModel::Impl::pre_attention(int layer, Micro& m) {
   step_done();
   dev.wait(StreamKind::Host, m.qkv_on_host);
   const BufferAccess acc[] = {{m.qkv_pin, Access::Read}, {m.attn_pin, Access::Write}};
-  dev.launch(StreamKind::Host, attn_tag, acc, [attention, m = &m] { attention(m->qkv_pin, m->attn_pin); });
+  dev.launch(StreamKind::Host, attn_tag, acc, [m = &m, layer] {  // host code, on the host's copies of the ids
+    Impl& s = *m->self;
+    const QkvRows q = s.qkv_at(typed<float>(s.dev, m->qkv_pin), m->n_tok);
+    float* out = typed<float>(s.dev, m->attn_pin);
+    if (m->prefill)
+      exec::host_attention_prefill(s.c, s.kv->layer(layer), q, m->n_tok, m->slots, m->tables, m->n_past, out);
+    else
+      exec::host_attention_decode(s.c, s.kv->layer(layer), q, m->n_tok, m->slots, m->tables, s.max_blocks,
+                                  m->n_ctx, out);
+  });
   dev.record(m.attn_done, StreamKind::Host);
   step_done();
 }
@@ -102,7 +119,7 @@ void PipelinedModel::Impl::pre_attention(int layer, Micro& m) {
 void PipelinedModel::Impl::load_hidden(int layer, Micro& m) {
   // The host waits for the CPU attention before it enqueues the load: the H2D FIFO then never holds a
   // copy that waits for the CPU, so expert pages queued behind it are never blocked (head-of-line).
-  // The attention was enqueued two micro-batches ago (CGOPipe's lookahead), so this rarely waits.
+  // In decode the attention was enqueued two micro-batches ago (CGOPipe's lookahead): this rarely waits.
   dev.synchronize(m.attn_done);
   dev.copy(StreamKind::H2D, tag_of(TaskKind::LoadHidden, layer, m.j), m.attn_dev, m.attn_pin, dev.data(m.attn_dev),
            dev.data(m.attn_pin), sizeof(float) * m.n_tok * c.q_dim());
@@ -111,21 +128,24 @@ void PipelinedModel::Impl::load_hidden(int layer, Micro& m) {
 }
 
 void PipelinedModel::Impl::post_attention(int layer, int h, Micro& m) {
-  const bool moe = w.layers[layer].is_moe;
+  const bool moe = dw.layers[layer].is_moe;
   if (host_attention) dev.wait(StreamKind::Compute, m.attn_loaded);
   // O-proj, router; then the experts already resident (pinned) and the shared expert, while pages land
-  const BufferAccess acc[] = {{m.attn_dev, Access::Read}, {m.hidden, Access::Write}};
-  dev.launch(StreamKind::Compute, tag_of(TaskKind::PostAttention, layer, m.j), acc, [m = &m, layer, h] {
-    Impl& s = *m->self;
-    const cpu_target::CpuLayerWeights& L = s.w.layers[layer];
-    float* hidden = typed<float>(s.dev, m->hidden);
-    cpu_target::attention_output(s.c, L, s.matmul, typed<float>(s.dev, m->attn_dev), m->n_tok, s.attn_y, hidden);
-    cpu_target::ffn_input(s.c, L, hidden, m->n_tok, s.ffn);
-    if (L.is_moe)
-      cpu_target::routed_expert_outputs(s.expert_of[h][layer].data(), 0, s.n_pinned[layer], s.matmul, s.c.d_model,
-                                        s.ffn, s.mlp);
-    cpu_target::shared_outputs(s.c, L, s.matmul, m->n_tok, s.ffn, s.mlp);
-  });
+  const BufferAccess acc[] = {{m.attn_dev, Access::Read}, {m.hidden, Access::Write}, {m.routing_dev, Access::Write}};
+  dev.launch(StreamKind::Compute, tag_of(TaskKind::PostAttention, layer, m.j), acc,
+             [m = &m, layer, h](const StreamContext& ctx) {
+               Impl& s = *m->self;
+               const LayerWeights& L = s.dw.layers[layer];
+               float* hidden = typed<float>(s.dev, m->hidden);
+               s.ops.attention_output(ctx, L, typed<float>(s.dev, m->attn_dev), m->n_tok, s.attn_scratch, hidden);
+               FfnBuffers b = s.ffn;  // the routing goes to the micro-batch's log, copied back with the logits
+               b.topk_idx = typed<int32_t>(s.dev, m->routing_dev) +
+                            static_cast<size_t>(layer) * m->cap * std::max(s.c.n_expert_used, 1);
+               s.ops.ffn_input(ctx, L, hidden, m->n_tok, b);
+               if (L.is_moe && s.n_pinned[layer] > 0)
+                 s.ops.routed_experts(ctx, s.table[h][layer], 0, s.n_pinned[layer], m->n_tok, b);
+               s.ops.shared_outputs(ctx, L, m->n_tok, b);
+             });
   step_done();
   // then the streamed pages, in the order they were issued (cache-state order)
   for (int p = 0; moe && p < n_pages; ++p) {
@@ -133,45 +153,61 @@ void PipelinedModel::Impl::post_attention(int layer, int h, Micro& m) {
     if (first >= last) continue;
     dev.wait(StreamKind::Compute, page_ready[h][p]);
     const BufferAccess pacc[] = {{ring_page[h][p], Access::Read}};
-    dev.launch(StreamKind::Compute, tag_of(TaskKind::Experts, layer, m.j), pacc, [m = &m, layer, h, first, last] {
-      Impl& s = *m->self;
-      const int g = s.n_pinned[layer];
-      cpu_target::routed_expert_outputs(s.expert_of[h][layer].data(), g + first, g + last, s.matmul, s.c.d_model,
-                                        s.ffn, s.mlp);
-    });
+    dev.launch(StreamKind::Compute, tag_of(TaskKind::Experts, layer, m.j), pacc,
+               [m = &m, layer, h, first, last](const StreamContext& ctx) {
+                 Impl& s = *m->self;
+                 FfnBuffers b = s.ffn;
+                 b.topk_idx = typed<int32_t>(s.dev, m->routing_dev) +
+                              static_cast<size_t>(layer) * m->cap * std::max(s.c.n_expert_used, 1);
+                 const int g = s.n_pinned[layer];
+                 s.ops.routed_experts(ctx, s.table[h][layer], g + first, g + last, m->n_tok, b);
+               });
     dev.record(page_free[h][p], StreamKind::Compute);
     step_done();
   }
-  const BufferAccess cacc[] = {{m.hidden, Access::Write}};
-  dev.launch(StreamKind::Compute, tag_of(TaskKind::Experts, layer, m.j), cacc, [m = &m, layer] {
-    Impl& s = *m->self;
-    const cpu_target::CpuLayerWeights& L = s.w.layers[layer];
-    cpu_target::ffn_output(s.c, L, m->n_tok, s.ffn, typed<float>(s.dev, m->hidden));
-    s.count_expert_use(layer, m->n_tok);
-  });
+  const BufferAccess cacc[] = {{m.hidden, Access::Write}, {m.routing_dev, Access::Read}};
+  dev.launch(StreamKind::Compute, tag_of(TaskKind::Experts, layer, m.j), cacc,
+             [m = &m, layer](const StreamContext& ctx) {
+               Impl& s = *m->self;
+               FfnBuffers b = s.ffn;
+               b.topk_idx = typed<int32_t>(s.dev, m->routing_dev) +
+                            static_cast<size_t>(layer) * m->cap * std::max(s.c.n_expert_used, 1);
+               s.ops.ffn_output(ctx, s.dw.layers[layer], m->n_tok, b, typed<float>(s.dev, m->hidden));
+             });
   step_done();
   if (layer == c.n_layer - 1) lm_head(m);
 }
 
-void PipelinedModel::Impl::count_expert_use(int layer, int n_tok) {
-  if (!w.layers[layer].is_moe) return;
-  const int n = n_tok * c.n_expert_used;
-  for (int i = 0; i < n; ++i) ++(ffn.topk_idx[i] < n_pinned[layer] ? stats.expert_hits : stats.expert_misses);
-}
-
 void PipelinedModel::Impl::lm_head(Micro& m) {
-  const BufferAccess lacc[] = {{m.hidden, Access::Read}, {m.logits_dev, Access::Write}};
-  dev.launch(StreamKind::Compute, tag_of(TaskKind::LmHead, c.n_layer - 1, m.j), lacc, [m = &m] {
-    Impl& s = *m->self;
-    cpu_target::final_logits(s.w, s.matmul, typed<float>(s.dev, m->hidden), m->n_tok, s.attn_x,
-                             typed<float>(s.dev, m->logits_dev));
-  });
+  if (m.n_logit > 0) {
+    const BufferAccess lacc[] = {{m.hidden, Access::Read}, {m.logits_dev, Access::Write}};
+    dev.launch(StreamKind::Compute, tag_of(TaskKind::LmHead, c.n_layer - 1, m.j), lacc,
+               [m = &m](const StreamContext& ctx) {
+                 Impl& s = *m->self;
+                 const float* rows = typed<float>(s.dev, m->hidden) + static_cast<size_t>(m->logit_row0) * s.c.d_model;
+                 s.ops.final_logits(ctx, s.dw, rows, m->n_logit, s.attn_scratch.x, typed<float>(s.dev, m->logits_dev));
+               });
+  }
   dev.record(m.logits_ready, StreamKind::Compute);
   dev.wait(StreamKind::D2H, m.logits_ready);
-  dev.copy(StreamKind::D2H, tag_of(TaskKind::Logits, c.n_layer - 1, m.j), m.logits_pin, m.logits_dev,
-           dev.data(m.logits_pin), dev.data(m.logits_dev), sizeof(float) * m.n_tok * c.n_vocab);
+  if (m.n_logit > 0)
+    dev.copy(StreamKind::D2H, tag_of(TaskKind::Logits, c.n_layer - 1, m.j), m.logits_pin, m.logits_dev,
+             dev.data(m.logits_pin), dev.data(m.logits_dev), sizeof(float) * m.n_logit * c.n_vocab);
+  dev.copy(StreamKind::D2H, tag_of(TaskKind::Logits, c.n_layer - 1, m.j), m.routing_pin, m.routing_dev,
+           dev.data(m.routing_pin), dev.data(m.routing_dev),
+           sizeof(int32_t) * c.n_layer * m.cap * std::max(c.n_expert_used, 1));
   dev.record(m.logits_done, StreamKind::D2H);
   step_done();
+}
+
+void PipelinedModel::Impl::count_expert_use(const Micro& m) {
+  const int K = std::max(c.n_expert_used, 1);
+  const int32_t* routing = typed<int32_t>(dev, m.routing_pin);
+  for (int l = 0; l < c.n_layer; ++l) {
+    if (!dw.layers[l].is_moe) continue;
+    const int32_t* idx = routing + static_cast<size_t>(l) * m.cap * K;
+    for (int i = 0; i < m.n_tok * K; ++i) ++(idx[i] < n_pinned[l] ? stats.expert_hits : stats.expert_misses);
+  }
 }
 
 }  // namespace ferry

@@ -43,28 +43,22 @@ Device& PipelinedModel::device() { return impl_->dev; }
 
 int PipelinedModel::add_sequence() {
   Impl& s = *impl_;
-  for (size_t i = 0; i < s.seqs.size(); ++i)
-    if (!s.seqs[i].live) {
-      s.seqs[i] = Impl::Seq{true, 0, 0};
-      return static_cast<int>(i);
-    }
-  if (static_cast<int>(s.seqs.size()) >= s.opt.max_sequences)
+  const int seq = s.kv->add_sequence();
+  if (seq >= s.opt.max_sequences) {
+    s.kv->free_sequence(seq);
     throw Error("the pipelined executor holds at most " + std::to_string(s.opt.max_sequences) + " sequences");
-  s.seqs.push_back(Impl::Seq{true, 0, 0});
-  return static_cast<int>(s.seqs.size() - 1);
+  }
+  return seq;
 }
 
 void PipelinedModel::free_sequence(int seq) {
-  Impl& s = *impl_;
-  FERRY_ASSERT(seq >= 0 && seq < static_cast<int>(s.seqs.size()) && s.seqs[seq].live);
-  const int32_t* table = s.block_tables.data() + static_cast<size_t>(seq) * s.max_blocks;
-  for (int b = 0; b < s.seqs[seq].n_blocks; ++b) s.free_blocks.push_back(table[b]);
-  s.seqs[seq] = Impl::Seq{};
+  FERRY_ASSERT(impl_->kv->live(seq));
+  impl_->kv->free_sequence(seq);
 }
 
 int PipelinedModel::sequence_length(int seq) const {
-  FERRY_ASSERT(seq >= 0 && seq < static_cast<int>(impl_->seqs.size()) && impl_->seqs[seq].live);
-  return impl_->seqs[seq].n_past;
+  FERRY_ASSERT(impl_->kv->live(seq));
+  return impl_->kv->length(seq);
 }
 
 std::span<const float> PipelinedModel::forward_view(std::span<const ForwardItem> items) {
@@ -73,7 +67,7 @@ std::span<const float> PipelinedModel::forward_view(std::span<const ForwardItem>
   s.out_row.clear();
   size_t rows = 0;
   for (const ForwardItem& it : items) {
-    FERRY_ASSERT(it.seq >= 0 && it.seq < static_cast<int>(s.seqs.size()) && s.seqs[it.seq].live);
+    FERRY_ASSERT(s.kv->live(it.seq));
     for (int32_t t : it.tokens)
       if (t < 0 || t >= V) throw Error("token id " + std::to_string(t) + " is outside the vocabulary of " + std::to_string(V));
     s.out_row.push_back(rows);
@@ -89,7 +83,7 @@ std::span<const float> PipelinedModel::forward_view(std::span<const ForwardItem>
   }
   // decode: longest contexts first, so each micro-batch holds sequences of similar attention cost
   std::sort(s.order.begin(), s.order.end(), [&](int32_t a, int32_t b) {
-    return s.seqs[items[a].seq].n_past > s.seqs[items[b].seq].n_past;
+    return s.kv->length(items[a].seq) > s.kv->length(items[b].seq);
   });
   for (size_t first = 0; first < s.order.size(); first += s.n_batch) {
     const size_t n = std::min<size_t>(s.n_batch, s.order.size() - first);

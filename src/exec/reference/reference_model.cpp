@@ -9,7 +9,7 @@
 #include <string>
 
 #include "ferry/error.h"
-#include "ferry/router_math.h"
+#include "ferry/route_token.h"
 
 namespace ferry {
 

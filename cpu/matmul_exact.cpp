@@ -1,9 +1,9 @@
-// AVX-512 tiles of MR activation rows x NP panels (16 output rows each): the NP panels stream once per
+// y = W·x with f32 activations for BF16 weights (matmul.h, matmul_f32_activations): the weights widened
+// to f32 in registers, so every product is exact and the result matches the fp32 reference to f32
+// rounding. AVX-512 tiles of MR activation rows x NP panels (16 output rows each): the NP panels stream once per
 // tile, their bf16 pairs widened to two f32 vectors (even k: shift left 16; odd k: mask the high half),
 // each multiplied by a broadcast activation. k runs in order, so every output is the same sequence of
 // f32 FMAs whatever the batch (batching does not change results).
-#include "exec/cpu/exact_matmul.h"
-
 #include <immintrin.h>
 #include <omp.h>
 
@@ -21,7 +21,7 @@
 
 #define FERRY_EXACT_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
-namespace ferry::cpu_target {
+namespace ferry::cpu {
 
 namespace {
 
@@ -30,7 +30,7 @@ constexpr int kMaxNp = 4;
 constexpr size_t kParallelMinBytes = 256 * 1024;  // below this many weight bytes one thread is faster
 
 struct Args {
-  const cpu::PackedMatrix* w;
+  const PackedMatrix* w;
   const float* x;  // [m, K]
   float* y;        // [m, N]
   const float* bias;
@@ -40,7 +40,7 @@ struct Args {
 template <int MR, int NP>
 struct Tile {
   FERRY_EXACT_AVX512 static void run(const Args& a, int p0, int m0) {
-    const cpu::PackedMatrix& w = *a.w;
+    const PackedMatrix& w = *a.w;
     const int k = w.cols, k_pairs = k / 2;
     const size_t pstride = w.panel_bytes() / 4;  // in bf16 pairs
     const int32_t* wp = reinterpret_cast<const int32_t*>(w.data.data()) + p0 * pstride;
@@ -75,7 +75,7 @@ struct Tile {
     }
     const int n = w.rows;
     for (int p = 0; p < NP; ++p) {
-      const int row0 = (p0 + p) * cpu::kPanelRows, valid = std::min(cpu::kPanelRows, n - row0);
+      const int row0 = (p0 + p) * kPanelRows, valid = std::min(kPanelRows, n - row0);
       const __mmask16 mask = valid >= 16 ? __mmask16(0xffff) : __mmask16((1u << valid) - 1);
       const __m512 b = a.bias ? _mm512_maskz_loadu_ps(mask, a.bias + row0) : _mm512_setzero_ps();
       for (int m = 0; m < MR; ++m)
@@ -109,12 +109,12 @@ void run_panels(const Args& a, int panel_begin, int panel_end) {
 
 }  // namespace
 
-void matmul_f32_activations(const cpu::PackedMatrix& w, const float* x, float* y, int m, const float* bias) {
+void matmul_f32_activations(const PackedMatrix& w, const float* x, float* y, int m, const float* bias) {
   if (m <= 0) return;
   // AMX: the same exact products on tiles (x split into three bf16 terms), at every m.
-  if (cpu::matmul_exact_amx(w, x, y, m, bias)) return;
-  if (w.dtype != DType::BF16 || cpu::active_isa() != cpu::Isa::Avx512) {
-    cpu::matmul(w, x, y, m, bias);
+  if (matmul_exact_amx(w, x, y, m, bias)) return;
+  if (w.dtype != DType::BF16 || active_isa() != Isa::Avx512) {
+    matmul(w, x, y, m, bias);
     return;
   }
   const Args a{&w, x, y, bias, m};
@@ -133,4 +133,4 @@ void matmul_f32_activations(const cpu::PackedMatrix& w, const float* x, float* y
   for (int c = 0; c < n_chunk; ++c) run_panels(a, c * chunk, std::min(n_panel, (c + 1) * chunk));
 }
 
-}  // namespace ferry::cpu_target
+}  // namespace ferry::cpu
