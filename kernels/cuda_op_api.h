@@ -28,10 +28,7 @@ void rms_norm(const float* x, const float* w, float* y, int rows, int n, float e
 void layer_norm(const float* x, const float* w, const float* b, float* y, int rows, int n, float eps);
 
 // RoPE in place on x [T, p.n_head, p.head_dim] at positions [T], as cpu::rope (p.inv_freq on the host).
-void rope(float* x, int n_tok, const cpu::RopeParams& p, const int32_t* positions);
-inline void rope(float* x, int n_tok, const int32_t* positions, const cpu::RopeParams& p) {
-  rope(x, n_tok, p, positions);
-}
+void rope(float* x, int n_tok, const int32_t* positions, const cpu::RopeParams& p);
 
 // The model's router over logits [T, E]: topk_idx, topk_weight [T, K] as route_token computes them.
 void router(const ModelConfig& c, const float* logits, int n_tok, int32_t* topk_idx, float* topk_weight);

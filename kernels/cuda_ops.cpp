@@ -6,6 +6,8 @@
 
 #include "ferry/error.h"
 #include "ferry/ops/packed_layout.h"
+#include "ferry/route_token.h"
+#include "ferry/router_math.h"
 #include "kernels/cuda_check.h"
 #include "kernels/elementwise.h"
 #include "kernels/embed.h"
@@ -65,8 +67,8 @@ void CudaOps::bind_model(const ModelConfig& c, const RopeFrequencies& rope, int 
   attention_factor_ = rope.attention_factor;
 
   if (moe) {
-    router_ = router_params(c);
-    router_scratch_ = static_cast<float*>(alloc("router scratch", sizeof(float) * T * route_scratch_floats(router_)));
+    router_ = cpu_router_params(c);
+    router_scratch_ = static_cast<float*>(alloc("router scratch", sizeof(float) * T * 3 * c.n_expert));
     expert_act_rows_ = T * c.n_expert_used;
     expert_act_width_ = std::max(c.d_expert, 1);
     expert_act_ = static_cast<float*>(alloc("expert activations", sizeof(float) * expert_act_rows_ * expert_act_width_));

@@ -16,7 +16,7 @@
 // host.
 //
 // Memory (all Device::alloc, named "cuda ops ...", at bind_model / add_expert_table): the RoPE table, the
-// router's scratch [T, E or 3E], the experts' gate·up activations [T*K, F] (one row per assignment, so all
+// router's scratch [T, 3E], the experts' gate·up activations [T*K, F] (one row per assignment, so all
 // experts of a call run in one launch), the unpacked-weight chunk of the cuBLAS path, cuBLAS's workspace,
 // and each expert table's descriptors.
 #pragma once
@@ -28,7 +28,7 @@
 #include "ferry/device.h"
 #include "ferry/exec/layer_ops.h"
 #include "ferry/model_config.h"
-#include "ferry/ops/route_math.h"
+#include "ferry/ops/router.h"
 #include "ferry/rope_frequencies.h"
 #include "kernels/dense_matmul.h"
 #include "kernels/packed_matmul.h"
@@ -96,10 +96,10 @@ class CudaOps final : public LayerOps {
   bool bound_ = false;
   ModelConfig c_;
   int max_tokens_ = 0;
-  RouterParams router_;
+  cpu::RouterParams router_;
   float* inv_freq_ = nullptr;      // [rotary_dim / 2]
   float attention_factor_ = 1.0f;
-  float* router_scratch_ = nullptr;  // [T, route_scratch_floats]
+  float* router_scratch_ = nullptr;  // [T, 3E]
   float* expert_act_ = nullptr;      // [T*K, F]
   size_t expert_act_rows_ = 0;
   int expert_act_width_ = 0;

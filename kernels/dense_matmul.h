@@ -10,7 +10,7 @@
 //   Bf16  the chunk is unpacked to bf16 (exact for bf16 weights; int8/int4 dequantised values rounded to
 //         bf16) and the activations rounded to bf16: cublasGemmEx bf16 x bf16 -> f32, CUBLAS_COMPUTE_32F.
 //         Faster on tensor cores, but the activations' rounding (2^-9 relative) can flip greedy tokens on
-//         the oracle models (see src/exec/cpu/exact_matmul.h).
+//         the oracle models (see cpu/matmul_exact.cpp, ferry/ops/matmul.h).
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>

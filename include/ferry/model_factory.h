@@ -23,7 +23,13 @@ struct TargetOptions {
   bool bf16_activations = false;      // bf16 weights take bf16-rounded activations (faster prefill)
 };
 
-// Throws ferry::Error for an unknown target or option value, listing the known ones.
+// Throws ferry::Error for an unknown target or option value, listing the known ones. `auto` is resolved
+// first (resolve_target).
 std::unique_ptr<Model> create_model(const Checkpoint& checkpoint, const TargetOptions& options);
+
+// `auto` becomes `cuda` when a CUDA GPU is usable (cuda_device_count() > 0, ferry/device.h), else `cpu`;
+// `why` (when not null) then says which and why, e.g. "--target auto -> cpu (no CUDA GPU: ...)". Any other
+// target is returned unchanged and `why` left empty.
+std::string resolve_target(const std::string& target, std::string* why = nullptr);
 
 }  // namespace ferry

@@ -5,13 +5,17 @@
 //   sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps]  the executor on a host-emulated GPU (ferry/device.h)
 //   pipeline:<device>                               the executor on any device: pipeline:cpu (the host
 //                                                   itself, copies are memcpy), pipeline:sim:l4, ...
+//   cuda[:N][,capacity=SIZE][,h2d=GBps][,d2h=GBps]  the executor on an NVIDIA GPU (also pipeline:cuda...)
 // (`cpu` is the fast CPU engine, ferry/cpu_model.h, and `reference` the fp32 definition.)
 //
 // Policy: a file written by `ferry plan --json`, or `auto`: the planner (src/planner) searches the
 // policy for the model, the workload and the hardware the device emulates (sim_hardware: the profile
 // with the target's scale and link overrides), restricted to what the executor runs (expert FFN on the
 // device, bf16 KV cache, one expert precision). On `pipeline:cpu` there is no GPU to plan for: auto
-// keeps every expert resident and attends on the host.
+// keeps every expert resident and attends on the host. On `cuda` the planner plans for the real GPU
+// (kernels/cuda_hardware.h: its capacity after capacity=, bandwidth and peaks from its properties, the
+// PCIe rate measured or capped, the host from the planner's host description), with attention on the CPU
+// while the CUDA ops have no device attention; its prediction is printed as for sim.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -61,7 +65,8 @@ class PipelineTarget final : public Model {
   const planner::Policy& policy() const { return policy_; }
   // Where the policy came from: the file, or "auto (planned for <hardware>)".
   const std::string& policy_source() const { return policy_source_; }
-  // The hardware profile the planner predicts for (what the sim device emulates); empty on the cpu device.
+  // The hardware profile the planner predicts for (what the sim device emulates, or the real GPU); empty on
+  // the cpu device.
   const std::string& hardware() const { return hardware_; }
   // The planner's predicted tokens/s of this policy, workload and hardware: a prediction for the real
   // GPU, not for the emulation. Empty on the cpu device.

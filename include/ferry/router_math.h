@@ -89,9 +89,3 @@ FERRY_HD void router_route(const float* logits, const cpu::RouterParams& p, floa
 }
 
 }  // namespace ferry
-
-#if !defined(__CUDACC__)
-// Transitional, for files that include this header for route_token (tests/unit/route_math_test.cpp):
-// they should include ferry/route_token.h; then this goes, and the cpu ops no longer see ModelConfig.
-#include "ferry/route_token.h"
-#endif

@@ -1,6 +1,7 @@
 #include "ferry/model_factory.h"
 
 #include "ferry/cpu_model.h"
+#include "ferry/device.h"
 #include "ferry/error.h"
 #include "ferry/pipeline_target.h"
 #include "ferry/reference_model.h"
@@ -34,7 +35,21 @@ CpuModelOptions cpu_options(const TargetOptions& o) {
 
 }  // namespace
 
-std::unique_ptr<Model> create_model(const Checkpoint& checkpoint, const TargetOptions& options) {
+std::string resolve_target(const std::string& target, std::string* why) {
+  if (target != "auto") return target;
+  std::string none;
+  const int n = cuda_device_count(&none);
+  if (n > 0) {
+    if (why) *why = "--target auto -> cuda (" + std::to_string(n) + " CUDA GPU" + (n > 1 ? "s" : "") + "; using cuda:0)";
+    return "cuda";
+  }
+  if (why) *why = "--target auto -> cpu (no CUDA GPU: " + none + ")";
+  return "cpu";
+}
+
+std::unique_ptr<Model> create_model(const Checkpoint& checkpoint, const TargetOptions& given) {
+  TargetOptions options = given;
+  options.target = resolve_target(given.target);
   if (options.target == "reference" || options.target == "ref")
     return std::make_unique<ReferenceModel>(load_weights_f32(checkpoint));
   if (options.target == "cpu") return std::make_unique<CpuModel>(checkpoint, cpu_options(options));
@@ -42,7 +57,8 @@ std::unique_ptr<Model> create_model(const Checkpoint& checkpoint, const TargetOp
     throw Error("target '" + options.target + "' is a pipeline target: build it with PipelineTarget::create "
                 "(ferry/pipeline_target.h), which also takes its policy and workload");
   throw Error("unknown target '" + options.target +
-              "'; known targets: reference, cpu, sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps], pipeline:<device>");
+              "'; known targets: reference, cpu, sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps], "
+              "cuda[:N][,capacity=SIZE][,h2d=GBps], pipeline:<device>, auto");
 }
 
 }  // namespace ferry

@@ -5,9 +5,14 @@
 #include <string>
 
 #include "ferry/error.h"
+#include "ferry/exec/layer_ops.h"
 #include "ferry/exec/sim_hardware.h"
 #include "ferry/planner/plan_report.h"
 #include "ferry/planner/planner.h"
+
+#ifdef FERRY_HAVE_CUDA
+#include "kernels/cuda_hardware.h"
+#endif
 
 namespace ferry {
 
@@ -34,17 +39,20 @@ std::string no_fit_message(const std::string& target, const std::string& model, 
     if (largest)
       msg += "; its largest GPU buffer is '" + largest->what + "' of " + planner::format_bytes(largest->bytes);
   }
-  return msg + ". Use a device with more memory (raise scale= or drop it, or pick a larger profile), or pass " +
-         "--policy FILE (ferry plan --json)";
+  const std::string bigger = is_cuda_target(target) ? "raise or drop capacity=, or use a larger GPU"
+                                                     : "raise scale= or drop it, or pick a larger profile";
+  return msg + ". Use a device with more memory (" + bigger + "), or pass --policy FILE (ferry plan --json)";
 }
 
+// `host_attention`: restrict the plan to attention on the CPU (the cuda device has no device attention yet).
 planner::Policy plan_auto(const Checkpoint& ckpt, const planner::HardwareProfile& hw, const PipelineTargetOptions& o,
-                          const std::string& device) {
+                          const std::string& device, bool host_attention) {
   const planner::ModelShape shape = planner::ModelShape::from_config(ckpt.config(), model_name(ckpt));
   planner::PlannerOptions po;
   po.expert_precisions = {o.expert_precision};
   po.kv_precision = planner::Precision::Bf16;  // what the executor keeps
   po.ffn_device = planner::Device::Gpu;        // the executor computes every expert on the device
+  if (host_attention) po.attention_device = planner::Device::Cpu;
   if (o.batch > 0) po.batch_size = o.batch;
   planner::AutoPlan ap = planner::plan_with_fallback(shape, hw, o.workload, po, false);
   // A batch larger than the requests only costs memory: plan again with N pinned to them.
@@ -78,7 +86,7 @@ planner::Policy cpu_policy(const ModelConfig& c, const PipelineTargetOptions& o)
 }  // namespace
 
 bool is_pipeline_target(const std::string& target) {
-  return target.rfind("sim:", 0) == 0 || target.rfind(kPipelinePrefix, 0) == 0;
+  return target.rfind("sim:", 0) == 0 || target.rfind(kPipelinePrefix, 0) == 0 || is_cuda_target(target);
 }
 
 std::string pipeline_device(const std::string& target) {
@@ -91,19 +99,28 @@ std::unique_ptr<PipelineTarget> PipelineTarget::create(const Checkpoint& ckpt, c
   std::unique_ptr<PipelineTarget> t(new PipelineTarget());
   t->device_ = create_device(device);
   const bool sim = device.rfind("sim:", 0) == 0;
+  const bool cuda = is_cuda_target(device);
+  const bool gpu = sim || cuda;  // a GPU (emulated or real) to plan and predict for
   planner::HardwareProfile hw;
-  if (sim) {
-    hw = sim_hardware(device);
-    t->hardware_ = hw.name;
-  }
+  if (sim) hw = sim_hardware(device);
+#ifdef FERRY_HAVE_CUDA
+  if (cuda) hw = cuda::cuda_hardware(*t->device_);  // the real GPU, after capacity= and link caps
+#endif
+  if (gpu) t->hardware_ = hw.name;
+  // Without device attention (cuda, for now) the executor attends on the host.
+  const bool host_attention = !t->device_->ops().has_device_attention();
   if (o.policy == "auto") {
-    t->policy_ = sim ? plan_auto(ckpt, hw, o, device) : cpu_policy(ckpt.config(), o);
-    t->policy_source_ = sim ? "auto (planned for " + hw.name + ")" : "auto (every expert resident on the cpu device)";
+    t->policy_ = gpu ? plan_auto(ckpt, hw, o, device, host_attention) : cpu_policy(ckpt.config(), o);
+    t->policy_source_ = gpu ? "auto (planned for " + hw.name + ")" : "auto (every expert resident on the cpu device)";
   } else {
     t->policy_ = planner::Policy::load(o.policy);
     t->policy_source_ = o.policy;
+    if (host_attention && t->policy_.attention_device == planner::Device::Gpu)
+      throw Error("policy " + o.policy + " puts attention on the GPU, but " + t->device_->info().name +
+                  " attends on the host only (device attention is not implemented yet); use --policy auto or a "
+                  "policy with attention on the CPU (ferry plan --attention cpu --json)");
   }
-  if (sim) {
+  if (gpu) {
     try {
       planner::CostModel cost(planner::ModelShape::from_config(ckpt.config(), model_name(ckpt)), hw, o.workload);
       t->predicted_ = cost.evaluate(t->policy_, /*itemize=*/false).tokens_per_s;

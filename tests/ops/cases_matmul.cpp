@@ -6,6 +6,7 @@
 
 #include "ferry/ops/matmul.h"
 #include "ferry/ops/onednn_matmul.h"
+#include "tests/ops/cuda_backend.h"
 #include "tests/ops/harness.h"
 
 namespace ferry::ops_test {
@@ -93,6 +94,13 @@ class MatmulCase : public OpCase {
     else if (s_.x_bf16) cpu::matmul_xbf16(w, xb_.data(), y_.data(), s_.m, bias);
     else cpu::matmul(w, x_.data(), y_.data(), s_.m, bias);
   }
+  // CUDA: the same weights and f32 activations (bf16-rounded ones for x=bf16) through cuda_api::matmul.
+  bool run_backend(Backend b) override {
+    if (b == Backend::Cpu) run_fast();
+    else cuda_backend::matmul(w_, x_.data(), y_.data(), s_.m, s_.bias ? bias_.data() : nullptr);
+    return true;
+  }
+  double max_nmse_on(Backend b) const override { return b == Backend::Cpu ? max_nmse() : matmul_tolerance(s_.w); }
   std::vector<OutputCheck> outputs() override {
     return {{"y", y_.data(), ref_.data(), nullptr, nullptr, y_.size(), y_.intact()}};
   }

@@ -230,6 +230,11 @@ class GroupingCase : public OpCase {
   void run_fast() override {
     cpu::group_by_expert(idx_.data(), n_tok_, top_k_, n_expert_, offsets_.data(), token_.data(), slot_.data());
   }
+  bool run_backend(Backend b) override {
+    if (b == Backend::Cpu) run_fast();
+    else cuda_backend::group_by_expert(idx_.data(), n_tok_, top_k_, n_expert_, offsets_.data(), token_.data(), slot_.data());
+    return true;
+  }
   std::vector<OutputCheck> outputs() override {
     return {{"offsets", nullptr, nullptr, offsets_.data(), ref_offsets_.data(), offsets_.size(), offsets_.intact()},
             {"assign_token", nullptr, nullptr, token_.data(), ref_token_.data(), token_.size(), token_.intact()},
@@ -259,8 +264,8 @@ void add_norms(CaseList& cases, int rows, int n) {
       true);
   rms_in_place->set_cuda([=](const auto& in, float* out) { cuda_backend::rms_norm(out, in[1].data(), out, rows, n, eps); });
   cases.push_back(std::move(rms_in_place));
-  for (bool bias : {true, false})
-    cases.push_back(std::make_unique<FloatOpCase>(
+  for (bool bias : {true, false}) {
+    auto ln = std::make_unique<FloatOpCase>(
         "layer_norm", p + (bias ? " bias" : " no-bias"),
         std::vector<size_t>{sz, static_cast<size_t>(n), static_cast<size_t>(n)}, sz, 8.0 * sz,
         [=](const auto& in, float* out) {
@@ -269,7 +274,12 @@ void add_norms(CaseList& cases, int rows, int n) {
         [=](const auto& in, float* out) {
           cpu::layer_norm_ref(in[0].data(), in[1].data(), bias ? in[2].data() : nullptr, out, rows, n, eps);
         },
-        1e-10));
+        1e-10);
+    ln->set_cuda([=](const auto& in, float* out) {
+      cuda_backend::layer_norm(in[0].data(), in[1].data(), bias ? in[2].data() : nullptr, out, rows, n, eps);
+    });
+    cases.push_back(std::move(ln));
+  }
 }
 
 void add_rope(CaseList& cases, int n_tok, int n_head, int head_dim, int rotary_dim, RopePairing pairing) {
@@ -362,6 +372,7 @@ void add_small_op_cases(CaseList& cases, bool perf) {
     router(20, make_router(RK::SparseMixer, 16, 2, false, 1.0f, eps), true);
   }
   router(5, make_router(RK::SparseMixer, 300, 2, false, 1.0f, 0.01f));  // E beyond 256
+  router(20, make_router(RK::SparseMixer, 16, 2, false, 1.0f, 0.2f, 3.0f));  // no routed scaling
   for (auto [t, e, k] : {std::array{1, 8, 2}, {37, 8, 2}, {64, 60, 4}, {300, 16, 6}})
     cases.push_back(std::make_unique<GroupingCase>(t, e, k));
 }

@@ -19,8 +19,12 @@ bool available(std::string* why);
 // Host arrays in and out, the shapes of the cpu ops of the same name.
 void matmul(const cpu::PackedMatrix& w, const float* x, float* y, int m, const float* bias);
 void rms_norm(const float* x, const float* w, float* y, int rows, int n, float eps);
+void layer_norm(const float* x, const float* w, const float* b, float* y, int rows, int n, float eps);
 void rope(float* x, int n_tok, const int32_t* positions, const cpu::RopeParams& p);
 void router(const cpu::RouterParams& p, const float* logits, int n_tok, int32_t* topk_idx, float* topk_weight);
+void group_by_expert(const int32_t* topk_idx, int n_tok, int top_k, int n_expert, int32_t* offsets,
+                     int32_t* assign_token, int32_t* assign_slot);
+// Adds into y, as cpu::moe_experts.
 void moe_experts(const float* x, int n_tok, const int32_t* topk_idx, const float* topk_weight, int top_k,
                  std::span<const cpu::ExpertWeights> experts, float* y);
 

@@ -1,6 +1,9 @@
-// The __host__ __device__ router (ferry/ops/route_math.h) that the CUDA router kernel runs equals
-// route_token (src/exec/route_token.cpp), bit for bit on the host, for every router kind; and the
-// ascending-expert order of ffn_output (ferry/ops/moe_math.h) equals a sort by expert index.
+// The __host__ __device__ pieces of the MoE layer the CUDA kernels run, checked on the CPU:
+//   router_route (ferry/router_math.h) called as the CUDA router kernel calls it (scratch [3E] per token,
+//   int32 outputs) equals the cpu router op (cpu::router_topk, what route_token and the cpu target run),
+//   bit for bit, for every router kind;
+//   moe_ascending_slots (ferry/ops/moe_math.h), the order in which ffn_output sums a token's routed
+//   outputs, equals a sort of its slots by expert index.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -9,71 +12,67 @@
 #include <random>
 #include <vector>
 
-#include "ferry/model_config.h"
 #include "ferry/ops/moe_math.h"
-#include "ferry/ops/route_math.h"
+#include "ferry/ops/router.h"
+#include "ferry/route_token.h"
 #include "ferry/router_math.h"
 
 namespace ferry {
 namespace {
 
-ModelConfig router_config(RouterKind kind, int n_expert, int k, bool norm_topk) {
-  ModelConfig c;
-  c.router = kind;
-  c.n_expert = n_expert;
-  c.n_expert_used = k;
-  c.norm_topk_prob = norm_topk;
-  c.router_jitter_eps = 0.01;
-  c.routed_scaling_factor = 1.0;
-  return c;
+cpu::RouterParams params(RouterKind kind, int n_expert, int k, bool norm_topk) {
+  cpu::RouterParams p;
+  p.kind = kind;
+  p.n_expert = n_expert;
+  p.top_k = kind == RouterKind::SparseMixer ? 2 : k;
+  p.norm_topk_prob = norm_topk;
+  p.jitter_eps = 0.01f;
+  return p;
 }
 
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
 
-void expect_same_routing(const ModelConfig& c, uint32_t seed, float spread) {
+// As the kernel: token t reads logits + t*E, uses scratch + t*3E, writes idx/weight + t*K.
+void expect_kernel_routing_matches_cpu(const cpu::RouterParams& p, uint32_t seed, float spread) {
+  const int T = 64, E = p.n_expert, K = p.top_k;
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, spread);
-  const RouterParams p = route_params_of(c);
-  std::vector<float> logits(c.n_expert), probs(c.n_expert), scratch(route_scratch_floats(p));
-  for (int trial = 0; trial < 200; ++trial) {
-    for (float& l : logits) l = dist(rng);
-    if (trial % 7 == 0) logits[trial % c.n_expert] = logits[(trial + 1) % c.n_expert];  // ties
-    const RouterChoice want = route_token(c, logits.data(), probs.data());
-    int32_t idx[kMaxExpertsUsed];
-    float weight[kMaxExpertsUsed];
-    const int k = route_token_math(p, logits.data(), scratch.data(), idx, weight);
-    ASSERT_EQ(k, want.k);
-    for (int j = 0; j < k; ++j) {
-      EXPECT_EQ(idx[j], want.expert[j]) << "trial " << trial << " slot " << j;
-      EXPECT_TRUE(same_bits(weight[j], want.weight[j]))
-          << "trial " << trial << " slot " << j << ": " << weight[j] << " vs " << want.weight[j];
-    }
+  std::vector<float> logits(static_cast<size_t>(T) * E);
+  for (float& l : logits) l = dist(rng);
+  for (int t = 0; t < T; t += 7) logits[t * E + t % E] = logits[t * E + (t + 1) % E];  // ties
+  std::vector<int32_t> want_idx(T * K), got_idx(T * K);
+  std::vector<float> want_w(T * K), got_w(T * K), scratch(static_cast<size_t>(T) * 3 * E);
+  cpu::router_topk(logits.data(), T, p, want_idx.data(), want_w.data());
+  for (int t = 0; t < T; ++t)
+    router_route(logits.data() + t * E, p, scratch.data() + t * 3 * E, got_idx.data() + t * K,
+                 got_w.data() + t * K);
+  for (int i = 0; i < T * K; ++i) {
+    EXPECT_EQ(got_idx[i], want_idx[i]) << "token " << i / K << " slot " << i % K;
+    EXPECT_TRUE(same_bits(got_w[i], want_w[i])) << "token " << i / K << " slot " << i % K << ": " << got_w[i]
+                                                << " vs " << want_w[i];
   }
 }
 
-TEST(RouteMath, SoftmaxTopKMatchesRouteToken) {
+TEST(RouteMath, SoftmaxTopKAsTheKernelRunsIt) {
   for (bool renorm : {false, true})
     for (auto [e, k] : {std::pair{8, 2}, {60, 4}, {64, 8}, {128, 8}, {160, 6}}) {
-      ModelConfig c = router_config(RouterKind::SoftmaxTopK, e, k, renorm);
-      expect_same_routing(c, 3u + e + k, 1.0f);
-      c.routed_scaling_factor = 16.0;  // DeepSeek-V2-Lite style scaling
-      expect_same_routing(c, 5u + e, 2.0f);
+      cpu::RouterParams p = params(RouterKind::SoftmaxTopK, e, k, renorm);
+      expect_kernel_routing_matches_cpu(p, 3u + e + k, 1.0f);
+      p.routed_scaling = 16.0f;  // DeepSeek-V2-Lite style scaling
+      expect_kernel_routing_matches_cpu(p, 5u + e, 2.0f);
     }
 }
 
-TEST(RouteMath, PNormMatchesRouteToken) {
-  for (double pn : {1.0, 2.0}) {
-    ModelConfig c = router_config(RouterKind::SoftmaxTopKPNorm, 16, 4, false);
-    c.router_pnorm = pn;
-    expect_same_routing(c, 11u, 1.5f);
+TEST(RouteMath, PNormAsTheKernelRunsIt) {
+  for (float pn : {1.0f, 2.0f}) {
+    cpu::RouterParams p = params(RouterKind::SoftmaxTopKPNorm, 16, 4, false);
+    p.pnorm = pn;
+    expect_kernel_routing_matches_cpu(p, 11u, 1.5f);
   }
 }
 
-TEST(RouteMath, SparseMixerMatchesRouteToken) {
-  for (float spread : {0.01f, 0.5f, 3.0f}) {
-    ModelConfig c = router_config(RouterKind::SparseMixer, 16, 2, false);
-    expect_same_routing(c, 13u, spread);
-  }
+TEST(RouteMath, SparseMixerAsTheKernelRunsIt) {
+  for (float spread : {0.01f, 0.5f, 3.0f}) expect_kernel_routing_matches_cpu(params(RouterKind::SparseMixer, 16, 2, false), 13u, spread);
 }
 
 TEST(MoeMath, AscendingSlotsSortByExpert) {

@@ -8,8 +8,9 @@ void add_generation_options(CLI::App& app, GenerationOptions& o) {
   app.add_option("--target", o.target.target,
                  "Where the model runs: reference (fp32, plain loops); cpu (the fast CPU engine); "
                  "sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps] (the pipelined executor on an emulated GPU, "
-                 "e.g. sim:l4); pipeline:<device> (the pipelined executor on a device: pipeline:cpu, "
-                 "pipeline:sim:l4)")
+                 "e.g. sim:l4); cuda[:N][,capacity=SIZE] (the pipelined executor on an NVIDIA GPU, its memory "
+                 "capped at SIZE); pipeline:<device> (the pipelined executor on a device: pipeline:cpu, "
+                 "pipeline:sim:l4, pipeline:cuda); auto (cuda when a GPU is visible, else cpu)")
       ->capture_default_str();
   app.add_option("--policy", o.policy,
                  "pipeline targets: a policy file (ferry plan --json) or auto (the planner picks it for the "

@@ -44,11 +44,16 @@ planner::Precision precision_of(const std::string& dtype) {
 
 }  // namespace
 
-ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& o, std::span<const GenerationRequest> requests) {
+ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
+                        std::span<const GenerationRequest> requests) {
   ModelSession s;
+  GenerationOptions o = given;  // --target auto resolved: cuda with a usable GPU, else cpu
+  std::string why;
+  o.target.target = resolve_target(given.target.target, &why);
+  if (!why.empty()) std::fprintf(stderr, "ferry: %s\n", why.c_str());
   if (!is_pipeline_target(o.target.target)) {
     if (o.policy != "auto" || !o.trace_path.empty() || !o.timeline_path.empty())
-      throw Error("--policy, --trace and --timeline apply to the pipeline targets (sim:<profile>, "
+      throw Error("--policy, --trace and --timeline apply to the pipeline targets (sim:<profile>, cuda, "
                   "pipeline:<device>), not to --target " + o.target.target);
     s.model = create_model(ckpt, o.target);
     s.max_sequences = o.batch > 0 ? o.batch : kDefaultBatch;
@@ -94,12 +99,14 @@ nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const
     if (c.busy_seconds[r] > c.busy_seconds[busiest]) busiest = r;
   const double efficiency = wall > 0 ? c.busy_seconds[busiest] / wall : 0;
   const int64_t routed = ps.expert_hits + ps.expert_misses;
-  const bool sim = dev.info().asynchronous;
+  const bool gpu = !dev.info().host_addressable;  // a real (CUDA) GPU
+  const bool sim = dev.info().asynchronous && !gpu;
   std::string report;
 
   appendf(report, "pipeline on %s: %s\n", dev.info().name.c_str(),
-               sim ? "an emulated GPU (its memory and links); sim timings are emulation, not GPU timings"
-                   : "the host itself");
+               gpu ? "a GPU"
+               : sim ? "an emulated GPU (its memory and links); sim timings are emulation, not GPU timings"
+                     : "the host itself");
   appendf(report, "  policy             %s: N=%lld, micro-batch %lld, attention on %s, experts %s, overlap %s\n",
                s.pipeline->policy_source().c_str(), static_cast<long long>(p.batch_size),
                static_cast<long long>(p.micro_batch), std::string(planner::device_name(p.attention_device)).c_str(),
@@ -121,7 +128,10 @@ nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const
   appendf(report, "  tokens/s           %.1f generated (decode %.1f)\n", stats.tokens_per_second(),
                stats.decode_tokens_per_second());
   const std::optional<double> predicted = s.pipeline->predicted_tokens_per_s();
-  if (predicted)
+  if (predicted && gpu)
+    appendf(report, "  planner prediction %.1f tokens/s for this policy on %s\n", *predicted,
+            s.pipeline->hardware().c_str());
+  else if (predicted)
     appendf(report,
             "  planner prediction %.1f tokens/s for this policy on the real hardware %s emulates (a prediction "
             "for the GPU, not for this emulation)\n",

@@ -38,7 +38,7 @@ struct FfnBuffers {
   float* x = nullptr;               // [T, D] normalised input
   float* y = nullptr;               // [T, D] FFN output before the residual
   float* router_logits = nullptr;   // [T, E]
-  float* probs = nullptr;           // [T, E] router scratch
+  float* probs = nullptr;           // [T, E] router scratch, for device routers that keep none of their own
   int32_t* topk_idx = nullptr;      // [T, K]
   float* topk_weight = nullptr;     // [T, K]
   int32_t* offsets = nullptr;       // [E + 1]: expert e's assignments are [offsets[e], offsets[e + 1])
@@ -47,7 +47,9 @@ struct FfnBuffers {
   float* expert_out = nullptr;      // [T*K, D] unweighted routed expert outputs
   float* shared_out = nullptr;      // [T, D] unweighted shared expert / dense MLP output
   float* shared_gate = nullptr;     // [T] sigmoid gate of the shared expert
-  // MLP scratch, F the widest MLP: gathered rows [T*K, D], gate and up [T*K, F], outputs [T*K, D]
+  // MLP scratch of one expert (at most T rows: a token meets an expert once) or of the shared/dense MLP,
+  // F the widest MLP: gathered rows [T, D], gate and up [T, F], outputs [T, D]. A backend that runs many
+  // experts in one launch keeps its own larger scratch (CudaOps).
   float* mlp_x = nullptr;
   float* mlp_gate = nullptr;
   float* mlp_up = nullptr;
@@ -70,11 +72,13 @@ class LayerOps {
  public:
   virtual ~LayerOps() = default;
 
-  // ---- setup (before the first op; may allocate device memory, never afterwards) ----
+  // ---- setup (before the first op; may allocate device memory, never afterwards). One model per
+  // device: bind_model is called once. ----
   // The model the ops run: its config and RoPE table, and the most tokens one op call takes.
   virtual void bind_model(const ModelConfig& c, const RopeFrequencies& rope, int max_tokens) = 0;
   // Registers an expert table: experts[e] holds expert e's weights (views into device memory; the
-  // pointed-to MlpWeights must outlive the ops) for e in [0, E). Returns its id for routed_experts.
+  // pointed-to MlpWeights must outlive the ops and keep their shape and addresses: a backend may copy the
+  // descriptors to the device) for e in [0, E). Returns its id for routed_experts.
   virtual int add_expert_table(std::span<const MlpWeights* const> experts) = 0;
 
   // ---- ops, enqueued on ctx's stream ----

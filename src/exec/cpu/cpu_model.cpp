@@ -10,7 +10,7 @@
 #include <string>
 
 #include "exec/cpu/cpu_weights.h"
-#include "exec/cpu/exact_matmul.h"
+#include "ferry/ops/matmul.h"
 #include "exec/kv_cache.h"
 #include "exec/cpu/layer_blocks.h"
 #include "ferry/error.h"
@@ -107,7 +107,7 @@ struct CpuModel::Impl {
     if (c.n_expert_used > kMaxExpertsUsed)
       throw Error("models with more than " + std::to_string(kMaxExpertsUsed) +
                   " active experts per token are not supported");
-    bf16_matmul = o.bf16_activations ? MatmulFn(&cpu::matmul) : MatmulFn(&cpu_target::matmul_f32_activations);
+    bf16_matmul = o.bf16_activations ? MatmulFn(&cpu::matmul) : MatmulFn(&cpu::matmul_f32_activations);
     max_blocks_per_seq = (c.max_position + o.kv_block_size - 1) / o.kv_block_size;
     expert_of.resize(c.n_layer);
     for (int l = 0; l < c.n_layer; ++l)

@@ -9,6 +9,11 @@
 #include "ferry/exec/sim_hardware.h"
 #include "ferry/planner/hardware_profile.h"
 
+#ifdef FERRY_HAVE_CUDA
+#include "kernels/cuda_device.h"
+#include "kernels/cuda_runtime_info.h"
+#endif
+
 namespace ferry {
 
 namespace {
@@ -66,7 +71,37 @@ std::unique_ptr<Device> create_sim(const std::string& target) {
 
 }  // namespace
 
-bool is_device_target(const std::string& target) { return target == "cpu" || target.rfind("sim:", 0) == 0; }
+// ---- cuda: kernels/cuda_device.h (CUDA builds only) ----
+
+bool is_cuda_target(const std::string& target) {
+  return target == "cuda" || target.rfind("cuda:", 0) == 0 || target.rfind("cuda,", 0) == 0;
+}
+
+int cuda_device_count(std::string* why_none) {
+#ifdef FERRY_HAVE_CUDA
+  return cuda::device_count(why_none);
+#else
+  if (why_none) *why_none = "this build of ferry has no CUDA (built with FERRY_CUDA=OFF)";
+  return 0;
+#endif
+}
+
+namespace {
+
+std::unique_ptr<Device> create_cuda(const std::string& target) {
+#ifdef FERRY_HAVE_CUDA
+  return std::make_unique<cuda::CudaDevice>(target);
+#else
+  throw Error("cuda: this build of ferry has no CUDA (built with FERRY_CUDA=OFF); use --target cpu or "
+              "sim:<profile>, or rebuild with -DFERRY_CUDA=ON");
+#endif
+}
+
+}  // namespace
+
+bool is_device_target(const std::string& target) {
+  return target == "cpu" || target.rfind("sim:", 0) == 0 || is_cuda_target(target);
+}
 
 std::unique_ptr<Device> create_device(const std::string& target) {
   if (target == "cpu") {
@@ -76,7 +111,9 @@ std::unique_ptr<Device> create_device(const std::string& target) {
     return std::make_unique<exec::StreamDevice>(std::move(info));
   }
   if (target.rfind("sim:", 0) == 0) return create_sim(target);
-  throw Error("unknown device '" + target + "'; known: cpu, sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps]");
+  if (is_cuda_target(target)) return create_cuda(target);
+  throw Error("unknown device '" + target +
+              "'; known: cpu, sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps], cuda[:N][,capacity=SIZE][,h2d=GBps]");
 }
 
 }  // namespace ferry

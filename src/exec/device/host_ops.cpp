@@ -1,6 +1,6 @@
 #include "exec/device/host_ops.h"
 
-#include "exec/cpu/exact_matmul.h"
+#include "ferry/ops/matmul.h"
 #include "exec/cpu/layer_blocks.h"
 #include "ferry/error.h"
 #include "ferry/ops/cpu_ops.h"
@@ -31,7 +31,7 @@ void host_attention_prefill(const ModelConfig& c, const cpu::KvCacheLayer& kv, Q
   cpu::attention_prefill(qkv.q, kv, table, n_past, n_tok, attention_params(c), out);
 }
 
-HostOps::HostOps() : matmul_(&cpu_target::matmul_f32_activations) {}
+HostOps::HostOps() : matmul_(&cpu::matmul_f32_activations) {}
 
 void HostOps::bind_model(const ModelConfig& c, const RopeFrequencies& rope, int max_tokens) {
   c_ = &c;

@@ -4,7 +4,7 @@
 #pragma once
 #include <vector>
 
-#include "exec/cpu/expert_mlp.h"
+#include "exec/cpu/layer_blocks.h"
 #include "ferry/exec/layer_ops.h"
 #include "ferry/rope_frequencies.h"
 
