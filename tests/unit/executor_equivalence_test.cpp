@@ -264,6 +264,46 @@ TEST(ExecutorLayerCounts, OneAndTwoLayerModelsMatchTheCpuTarget) {
   omp_set_num_threads(std::max(1, omp_get_num_procs()));
 }
 
+// Prefill runs through the decode steps one chunk of a prompt at a time: chunks of 5 tokens (every
+// prompt in several chunks, the last one short), with logits of every prompt position, host and device
+// attention, every expert streamed: bit-identical to the cpu target's whole-prompt prefill.
+TEST(ExecutorPrefill, ChunkedPromptsThroughTheDecodeStepsMatchTheCpuTarget) {
+  omp_set_num_threads(1);
+  auto ckpt = Checkpoint::open(test::oracle_dir("qwen2_moe_tied_f32"));
+  const Oracle o = read_oracle(test::oracle_dir("qwen2_moe_tied_f32"));
+  const ModelConfig& c = ckpt->config();
+  const int V = c.n_vocab;
+  CpuModel cpu_target(*ckpt);
+  for (bool host_attention : {true, false}) {
+    const planner::Policy policy = make_policy(c, 2, 2, 0, host_attention, planner::Precision::Bf16);
+    PipelineOptions opt = small_kv();
+    opt.prefill_chunk_tokens = 5;  // max(5, mu) = 5 tokens per chunk
+    auto dev = create_device("sim:l4");
+    PipelinedModel model(*ckpt, *dev, policy, opt);
+    int n_chunked = 0;
+    for (const std::vector<int32_t>& prompt : o.prompts) {
+      n_chunked += prompt.size() > 5;  // shorter ones are one (short) chunk: checked too
+      const int a = cpu_target.add_sequence(), b = model.add_sequence();
+      const ForwardItem want_item{a, prompt, true}, got_item{b, prompt, true};
+      const std::vector<float> want = cpu_target.forward(std::span<const ForwardItem>(&want_item, 1));
+      const std::vector<float> got = model.forward(std::span<const ForwardItem>(&got_item, 1));
+      ASSERT_EQ(got.size(), prompt.size() * V);
+      EXPECT_TRUE(got == want) << (host_attention ? "host" : "device") << " attention, prompt of "
+                               << prompt.size() << " tokens";
+      // and a decode step after the chunked prefill reads the cache the chunks wrote
+      const int32_t next = prompt.front();
+      const ForwardItem want_next{a, std::span<const int32_t>(&next, 1), false};
+      const ForwardItem got_next{b, std::span<const int32_t>(&next, 1), false};
+      EXPECT_TRUE(model.forward(std::span<const ForwardItem>(&got_next, 1)) ==
+                  cpu_target.forward(std::span<const ForwardItem>(&want_next, 1)));
+      cpu_target.free_sequence(a);
+      model.free_sequence(b);
+    }
+    EXPECT_GE(n_chunked, 2) << "the oracle's prompts should include several longer than one chunk";
+  }
+  omp_set_num_threads(std::max(1, omp_get_num_procs()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Oracles, ExecutorEquivalence, ::testing::ValuesIn(test::oracle_fixtures()),
                          [](const auto& info) { return info.param; });
 
