@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "exec/device/stream_device.h"
 #include "ferry/checkpoint.h"
 #include "ferry/cpu_model.h"
 #include "ferry/device.h"
@@ -302,6 +303,48 @@ TEST(ExecutorPrefill, ChunkedPromptsThroughTheDecodeStepsMatchTheCpuTarget) {
     EXPECT_GE(n_chunked, 2) << "the oracle's prompts should include several longer than one chunk";
   }
   omp_set_num_threads(std::max(1, omp_get_num_procs()));
+}
+
+// The executor is device-generic: it never touches device memory from the host. On a device whose arena
+// is unmapped (PROT_NONE) except while the device's own streams run, any host read or write of a device
+// buffer -- by the schedule, the host attention task or the statistics -- would fault, as it would read
+// garbage on a GPU. Every policy shape runs to the cpu target's logits.
+TEST(ExecutorDeviceMemory, HostNeverTouchesDeviceBuffers) {
+  omp_set_num_threads(1);
+  auto ckpt = Checkpoint::open(test::oracle_dir("qwen2_moe_tied_f32"));
+  const Oracle o = read_oracle(test::oracle_dir("qwen2_moe_tied_f32"));
+  const ModelConfig& c = ckpt->config();
+  CpuModel cpu_target(*ckpt);
+  const Rows want = run(cpu_target, o, static_cast<int>(o.prompts.size()), 3, false);
+  for (bool host_attention : {true, false})
+    for (int pinned : {0, c.n_expert / 2}) {
+      DeviceInfo info;
+      info.name = "cpu (guarded)";
+      info.capacity_bytes = size_t{1} << 30;
+      exec::StreamDevice dev(info, /*guard_device_memory=*/true);
+      PipelinedModel model(*ckpt, dev, make_policy(c, 2, 2, pinned, host_attention, planner::Precision::Bf16),
+                           small_kv());
+      const Rows got = run(model, o, 4, 3, false);
+      for (int s = 0; s < 4; ++s)
+        EXPECT_TRUE(got.logits[s] == want.logits[s % o.prompts.size()])
+            << (host_attention ? "host" : "device") << " attention, " << pinned << " pinned, sequence " << s;
+    }
+  omp_set_num_threads(std::max(1, omp_get_num_procs()));
+}
+
+// ... and the guard does catch a host task reading a device buffer.
+TEST(ExecutorDeviceMemoryDeathTest, GuardFaultsOnAHostReadOfDeviceMemory) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  DeviceInfo info;
+  info.name = "cpu (guarded)";
+  info.capacity_bytes = size_t{1} << 20;
+  exec::StreamDevice dev(info, /*guard_device_memory=*/true);
+  const BufferId buf = dev.alloc("hidden", 4096);
+  const float* p = static_cast<const float*>(dev.data(buf));
+  dev.launch(StreamKind::Compute, {TaskKind::Embed, 0, 0}, {}, [p] { (void)*static_cast<const volatile float*>(p); });
+  EXPECT_DEATH(dev.launch(StreamKind::Host, {TaskKind::Attention, 0, 0}, {},
+                          [p] { (void)*static_cast<const volatile float*>(p); }),
+               "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Oracles, ExecutorEquivalence, ::testing::ValuesIn(test::oracle_fixtures()),

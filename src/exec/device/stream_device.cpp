@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
 
 #include "ferry/error.h"
@@ -42,7 +43,9 @@ size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 std::string mib(size_t bytes) { return std::to_string(bytes) + " bytes (" + std::to_string(bytes >> 20) + " MiB)"; }
 }  // namespace
 
-StreamDevice::StreamDevice(DeviceInfo info) : info_(std::move(info)) {
+StreamDevice::StreamDevice(DeviceInfo info, bool guard_device_memory)
+    : info_(std::move(info)), guard_(guard_device_memory) {
+  FERRY_ASSERT_MSG(!guard_ || !info_.asynchronous, "the device-memory guard needs the synchronous device");
   event_done_ = std::make_unique<std::atomic<uint64_t>[]>(kMaxEvents);
   event_recorded_.reserve(kMaxEvents);
   buffer_data_.reserve(1024);
@@ -77,7 +80,8 @@ BufferId StreamDevice::alloc(const std::string& name, size_t bytes) {
   charge(name, n);
   if (!arena_) {
     arena_size_ = align_up(info_.capacity_bytes);
-    arena_ = mmap(nullptr, arena_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    arena_ = mmap(nullptr, arena_size_, guard_ ? PROT_NONE : PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (arena_ == MAP_FAILED) {
       arena_ = nullptr;
       used_ -= n;
@@ -92,7 +96,14 @@ BufferId StreamDevice::alloc(const std::string& name, size_t bytes) {
 
 void StreamDevice::upload(BufferId dst, size_t offset, const void* src, size_t bytes) {
   FERRY_ASSERT(offset + bytes <= size(dst));
+  const DeviceAccess open(*this, true);
   if (bytes) std::memcpy(static_cast<std::byte*>(data(dst)) + offset, src, bytes);
+}
+
+void StreamDevice::set_device_access(bool on) {
+  if (guard_ && arena_)
+    FERRY_ASSERT_MSG(mprotect(arena_, arena_size_, on ? PROT_READ | PROT_WRITE : PROT_NONE) == 0,
+                     "mprotect of the guarded device arena failed");
 }
 
 BufferId StreamDevice::alloc_host(const std::string& name, size_t bytes) {
@@ -238,6 +249,9 @@ void StreamDevice::enqueue(StreamKind stream, Op&& op) {
 
 void StreamDevice::execute(StreamKind stream, Op& op) {
   Queue& q = queues_[static_cast<int>(stream)];
+  // Device memory is open to the device's own streams only: a host task or the executor's host code
+  // touching it faults when the guard is on.
+  const DeviceAccess open(*this, stream != StreamKind::Host);
   const auto t0 = std::chrono::steady_clock::now();
   const double start = trace_ ? trace_->now_us() : 0;
   uint64_t bytes = 0;

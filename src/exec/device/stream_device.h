@@ -22,7 +22,10 @@ namespace ferry::exec {
 
 class StreamDevice final : public Device {
  public:
-  explicit StreamDevice(DeviceInfo info);
+  // guard_device_memory (synchronous mode only; for tests): the device arena is mapped PROT_NONE except
+  // while a Compute, H2D or D2H task or an upload runs, so host code that dereferences device memory --
+  // which would read garbage or crash on a real GPU -- faults here instead.
+  explicit StreamDevice(DeviceInfo info, bool guard_device_memory = false);
   ~StreamDevice() override;
 
   const DeviceInfo& info() const override { return info_; }
@@ -69,6 +72,16 @@ class StreamDevice final : public Device {
   static constexpr int kMaxEvents = 4096;
 
   void charge(const std::string& name, size_t bytes);
+  void set_device_access(bool on);
+  struct DeviceAccess {  // opens the guarded arena for its scope (no-op without the guard)
+    DeviceAccess(StreamDevice& d, bool open) : dev(open ? &d : nullptr) {
+      if (dev) dev->set_device_access(true);
+    }
+    ~DeviceAccess() {
+      if (dev) dev->set_device_access(false);
+    }
+    StreamDevice* dev;
+  };
   void enqueue(StreamKind stream, Op&& op);
   void execute(StreamKind stream, Op& op);
   void worker(int stream);
@@ -79,6 +92,7 @@ class StreamDevice final : public Device {
   void notify_done();  // lock held
 
   DeviceInfo info_;
+  bool guard_ = false;
   HostOps ops_;
   OrderChecker checker_;
   // Device arena: one region of the capacity, reserved (not committed) on the first alloc.
