@@ -287,9 +287,8 @@ const char* CudaDevice::buffer_label(BufferId b) const {
   return b.valid() ? checker_.buffer_name(b.index).c_str() : "an untracked buffer";
 }
 
-void CudaDevice::check_copy(StreamKind stream, TaskTag tag, BufferId dst, BufferId src, const CopySegment& s,
-                            int i) const {
-  const bool h2d = stream == StreamKind::H2D;
+void CudaDevice::check_copy(StreamKind stream, bool h2d, TaskTag tag, BufferId dst, BufferId src,
+                            const CopySegment& s, int i) const {
   const void* host = h2d ? s.src : s.dst;
   const void* dev = h2d ? s.dst : s.src;
   const BufferId host_id = h2d ? src : dst, dev_id = h2d ? dst : src;
@@ -372,16 +371,29 @@ void CudaDevice::launch(StreamKind stream, TaskTag tag, std::span<const BufferAc
   end_timing(s, t);
 }
 
+bool CudaDevice::copies_to_device(StreamKind stream, BufferId src, std::span<const CopySegment> segments) const {
+  if (stream != StreamKind::Compute) return stream == StreamKind::H2D;
+  // A Compute-stream copy (a small relay ordered with the compute work, device.h) goes either way: it is
+  // host -> device when its source is host memory.
+  if (src.valid()) return buffers_[src.index].host;
+  for (const CopySegment& s : segments)
+    if (s.bytes) return in_pinned(s.src, s.bytes);
+  return true;
+}
+
 void CudaDevice::copy(StreamKind stream, TaskTag tag, BufferId dst, BufferId src,
                       std::span<const CopySegment> segments) {
-  FERRY_ASSERT(stream == StreamKind::H2D || stream == StreamKind::D2H);
+  // Compute too, as the host devices allow (the executor's ids relay rides on it: load_ids).
+  FERRY_ASSERT(stream != StreamKind::Host);
   FERRY_ASSERT(segments.size() <= kMaxCopySegments);
+  FERRY_ASSERT(src.index < static_cast<int>(buffers_.size()) && dst.index < static_cast<int>(buffers_.size()));
+  const bool h2d = copies_to_device(stream, src, segments);
   std::array<BufferAccess, 2> access;
   int n = 0;
   if (src.valid()) access[n++] = {src, Access::Read};
   if (dst.valid()) access[n++] = {dst, Access::Write};
   for (size_t i = 0; i < segments.size(); ++i)
-    if (segments[i].bytes) check_copy(stream, tag, dst, src, segments[i], static_cast<int>(i));
+    if (segments[i].bytes) check_copy(stream, h2d, tag, dst, src, segments[i], static_cast<int>(i));
   checker_.on_task(stream, tag, std::span<const BufferAccess>(access.data(), n));
   make_current();
   const int s = device_index(stream);
@@ -389,7 +401,8 @@ void CudaDevice::copy(StreamKind stream, TaskTag tag, BufferId dst, BufferId src
   uint64_t bytes = 0;
   for (const CopySegment& seg : segments) bytes += seg.bytes;
   Timing& t = begin_timing(s, tag, bytes);
-  const double cap = stream == StreamKind::H2D ? info_.h2d_gbps : info_.d2h_gbps;
+  // the link caps apply to the copy engines' streams only, not to relays on the Compute stream
+  const double cap = stream == StreamKind::H2D ? info_.h2d_gbps : stream == StreamKind::D2H ? info_.d2h_gbps : 0.0;
   ThrottleSlot* slot = nullptr;
   if (cap > 0 && bytes > 0) {
     const int link = stream == StreamKind::H2D ? 0 : 1;
@@ -400,7 +413,7 @@ void CudaDevice::copy(StreamKind stream, TaskTag tag, BufferId dst, BufferId src
     slot->busy.store(true, std::memory_order_release);
     FERRY_CUDA_CHECK(cudaLaunchHostFunc(cs, &CudaDevice::throttle_begin, slot));
   }
-  const cudaMemcpyKind kind = stream == StreamKind::H2D ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
+  const cudaMemcpyKind kind = h2d ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost;
   for (const CopySegment& seg : segments)
     if (seg.bytes && seg.dst != seg.src) FERRY_CUDA_CHECK(cudaMemcpyAsync(seg.dst, seg.src, seg.bytes, kind, cs));
   if (slot) FERRY_CUDA_CHECK(cudaLaunchHostFunc(cs, &CudaDevice::throttle_end, slot));

@@ -10,7 +10,8 @@
 // cudaStream_t and enqueues kernels there; it returns before they run. The Host stream is one worker
 // thread running host tasks in FIFO order.
 //
-// Copies. copy() is one cudaMemcpyAsync per segment on the copy stream; the host side of every segment
+// Copies. copy() is one cudaMemcpyAsync per segment on the copy stream (or on Compute, for the small
+// relays device.h allows there; their direction is that of their source); the host side of every segment
 // must lie in an alloc_host buffer and the device side in the arena (ferry::Error naming the buffer
 // otherwise: there are no pageable copies). h2d= / d2h= cap a link: a host callback after the copy holds
 // the stream until bytes / cap has passed since the copy began (cudaLaunchHostFunc; it only sleeps).
@@ -152,7 +153,9 @@ class CudaDevice final : public Device {
 
   static int device_index(StreamKind s);
   void charge(const std::string& name, size_t bytes);
-  void check_copy(StreamKind stream, TaskTag tag, BufferId dst, BufferId src, const CopySegment& s, int i) const;
+  bool copies_to_device(StreamKind stream, BufferId src, std::span<const CopySegment> segments) const;
+  void check_copy(StreamKind stream, bool h2d, TaskTag tag, BufferId dst, BufferId src, const CopySegment& s,
+                  int i) const;
   bool in_pinned(const void* p, size_t bytes) const;
   bool in_arena(const void* p, size_t bytes) const;
   const char* buffer_label(BufferId b) const;

@@ -52,7 +52,12 @@ class DeviceMem {
 template <typename T>
 DeviceMem to_device(const T* host, size_t n) {
   DeviceMem d(n * sizeof(T));
-  if (n && host) FERRY_CUDA_CHECK(cudaMemcpy(d.get(), host, n * sizeof(T), cudaMemcpyHostToDevice));
+  if (n && host) {
+    FERRY_CUDA_CHECK(cudaMemcpy(d.get(), host, n * sizeof(T), cudaMemcpyHostToDevice));
+    // From pageable memory cudaMemcpy may return before its DMA (on the legacy stream) lands, and the ops
+    // run on a non-blocking stream that does not wait for the legacy one: wait for it here.
+    FERRY_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
+  }
   return d;
 }
 

@@ -89,8 +89,8 @@ void CudaOps::bind_model(const ModelConfig& c, const RopeFrequencies& rope, int 
   int dev = 0, major = 0;
   FERRY_CUDA_CHECK(cudaGetDevice(&dev));
   FERRY_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-  const size_t ws = cublas_workspace_bytes(major);
-  FERRY_CUBLAS_CHECK(cublasSetWorkspace(cublas_, alloc("cublas workspace", ws), ws));
+  gemm_.workspace_bytes = cublas_workspace_bytes(major);
+  gemm_.workspace = alloc("cublas workspace", gemm_.workspace_bytes);  // bound per call (dense_matmul)
   bound_ = true;
 }
 

@@ -27,15 +27,11 @@ __global__ void __launch_bounds__(kThreads) unpack_kernel(PackedLayout w, int ro
   for (int64_t idx = blockIdx.x * static_cast<int64_t>(kThreads) + threadIdx.x; idx < total;
        idx += static_cast<int64_t>(gridDim.x) * kThreads) {
     const int local = static_cast<int>(idx / words), word = static_cast<int>(idx % words);
-    const int row = row0 + local;
-    const int panel = row / kPackedPanelRows, r = row % kPackedPanelRows;
     const int k0 = word * v;
-    const int group = w.group_size ? k0 / w.group_size : 0;
-    const uint32_t u = packed_word(w, panel, word, r);
-    const float s = packed_scale(w, panel, group, r);
-    const int z = packed_zero(w, panel, group, r);
+    float vals[8];
+    packed_row_word(w, row0 + local, word, vals);  // tested against cpu::packed_at (packed_layout_test)
     T* dst = out + static_cast<size_t>(local) * w.cols;
-    for (int j = 0; j < v && k0 + j < w.cols; ++j) put(dst, k0 + j, packed_word_value(w.dtype, u, j, s, z));
+    for (int j = 0; j < v && k0 + j < w.cols; ++j) put(dst, k0 + j, vals[j]);
   }
 }
 
@@ -77,6 +73,9 @@ void dense_matmul(const GemmContext& g, const PackedLayout& w, const float* x, f
                 " bytes holds fewer than 16 rows of " + std::to_string(w.cols) + " columns");
   if (chunk_rows < w.rows) chunk_rows = chunk_rows / kPackedPanelRows * kPackedPanelRows;
   FERRY_CUBLAS_CHECK(cublasSetStream(g.handle, stream));
+  // cublasSetStream resets the workspace to cuBLAS's default pool (allocated by cuBLAS: a hidden cudaMalloc
+  // in the decode loop, outside the arena): bind ours again.
+  if (g.workspace) FERRY_CUBLAS_CHECK(cublasSetWorkspace(g.handle, g.workspace, g.workspace_bytes));
   const float one = 1.0f, zero = 0.0f;
   const int K = w.cols, N = w.rows;
   if (bf16) {

@@ -35,6 +35,8 @@ struct GemmContext {
   size_t chunk_bytes = 0;          // at least 16 rows of the widest K
   uint16_t* x_bf16 = nullptr;      // Bf16 mode: activations [m, K]
   size_t x_bf16_elems = 0;
+  void* workspace = nullptr;       // cuBLAS workspace (device memory), re-bound after every cublasSetStream
+  size_t workspace_bytes = 0;      // (null: cuBLAS's own pool, allocated by cuBLAS itself)
 };
 
 // y [m, w.rows] = x [m, w.cols] · Wᵀ + bias (bias [w.rows] or null); device pointers.

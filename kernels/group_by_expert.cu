@@ -6,6 +6,7 @@
 //      cursor[e] + rank, so assignments stay ascending within an expert; then the cursors advance.
 // Deterministic (no atomics decide positions). Launch: 1 block x 256 threads; shared memory:
 // 256 ints (static) + E ints (dynamic).
+#include "ferry/ops/moe_math.h"
 #include "kernels/cuda_check.h"
 #include "kernels/group_by_expert.h"
 
@@ -28,27 +29,16 @@ __global__ void __launch_bounds__(kThreads)
     if (e >= 0 && e < n_expert) atomicAdd(&cursor[e], 1);
   }
   __syncthreads();
-  if (tid == 0) {
-    int run = 0;
-    for (int e = 0; e < n_expert; ++e) {
-      const int count = cursor[e];
-      offsets[e] = run;
-      cursor[e] = run;
-      run += count;
-    }
-    offsets[n_expert] = run;
-  }
+  if (tid == 0) moe_offsets_from_counts(cursor, n_expert, offsets);  // counts -> offsets and cursors
   __syncthreads();
   for (int base = 0; base < n_assign; base += kThreads) {
     const int i = base + tid;
     int e = i < n_assign ? topk_idx[i] : -1;
-    if (e >= n_expert) e = -1;
+    if (e < 0 || e >= n_expert) e = -1;
     chunk_expert[tid] = e;
     __syncthreads();
     if (e >= 0) {
-      int rank = 0;
-      for (int j = 0; j < tid; ++j) rank += chunk_expert[j] == e;
-      const int at = cursor[e] + rank;
+      const int at = cursor[e] + moe_chunk_rank(chunk_expert, tid, e);
       assign_token[at] = i / k;
       assign_slot[at] = i;
     }
@@ -64,7 +54,9 @@ void group_by_expert(const int32_t* topk_idx, int n_tok, int k, int n_expert, in
                      int32_t* assign_token, int32_t* assign_slot, cudaStream_t stream) {
   FERRY_ASSERT(n_expert > 0 && k > 0);
   const size_t shared = static_cast<size_t>(n_expert) * sizeof(int32_t);
-  if (shared > 48 * 1024) throw Error("cuda group_by_expert: " + std::to_string(n_expert) + " experts is too many");
+  // 48 KiB without an opt-in, static (chunk_expert, 1 KiB) and dynamic together
+  if (shared + kThreads * sizeof(int32_t) > 48 * 1024)
+    throw Error("cuda group_by_expert: " + std::to_string(n_expert) + " experts is too many");
   group_kernel<<<1, kThreads, shared, stream>>>(topk_idx, n_tok * k, k, n_expert, offsets, assign_token,
                                                 assign_slot);
   FERRY_CUDA_CHECK(cudaGetLastError());

@@ -1,6 +1,6 @@
 // ffn_output on the device: grid (T, ceil(D / 256)) x 256 threads. Thread 0 of each block sorts the
 // token's K slots by expert index (moe_ascending_slots, ferry/ops/moe_math.h) into shared memory; after
-// a barrier every thread sums its column in that order. Shared memory: 16 ints (static).
+// a barrier every thread sums its column in that order (moe_combine_value). Shared memory: 16 ints (static).
 #include "ferry/error.h"
 #include "ferry/ops/moe_math.h"
 #include "ferry/router_math.h"
@@ -23,15 +23,12 @@ __global__ void __launch_bounds__(kThreads)
   __syncthreads();
   const int col = blockIdx.y * kThreads + threadIdx.x;
   if (col >= d) return;
-  float acc = 0.0f;
-  for (int j = 0; j < k; ++j) {
-    const size_t slot = static_cast<size_t>(t) * k + order[j];
-    acc = __fadd_rn(acc, __fmul_rn(topk_weight[slot], expert_out[slot * d + col]));
-  }
+  // the host's summation order and rounding (moe_math.h, checked against ffn_output by MoeMath tests)
+  const float acc = moe_combine_value(expert_out, topk_weight, order, k, t, d, col, shared_out,
+                                      shared_gate ? shared_gate[t] : 1.0f);
   const size_t at = static_cast<size_t>(t) * d + col;
-  if (shared_out) acc = __fadd_rn(acc, __fmul_rn(shared_gate ? shared_gate[t] : 1.0f, shared_out[at]));
   y[at] = acc;
-  h[at] = __fadd_rn(h[at], acc);
+  h[at] = moe_add(h[at], acc);
 }
 
 }  // namespace

@@ -224,11 +224,7 @@ __global__ void __launch_bounds__(kTiledThreads) tiled_kernel(Args a) {
         const PackedLayout& wm = h == 0 ? w0 : w1;
         float* dst = &ws[h][rr][wi * V];
         if (word < words) {
-          const int group = wm.group_size ? word * V / wm.group_size : 0;
-          const uint32_t u = packed_word(wm, panel, word, rr);
-          const float s = packed_scale(wm, panel, group, rr);
-          const int z = packed_zero(wm, panel, group, rr);
-          for (int j = 0; j < V; ++j) dst[j] = packed_word_value(wm.dtype, u, j, s, z);
+          packed_row_word(wm, panel * kPanel + rr, word, dst);  // V values, wi * V + V <= kTileK
         } else {
           for (int j = 0; j < V; ++j) dst[j] = 0.0f;
         }

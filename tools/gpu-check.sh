@@ -216,7 +216,16 @@ step_ops() {
   secs=$(limit 120)
   run_limited "$secs" "$log" "$bin" --check --backend cuda
   rc=$?
-  summary=$(grep -E '^[0-9]+/[0-9]+ passed' "$log" | tail -n 1)
+  # the device contract and the shared device math, as unit tests on the GPU
+  local tests=$BUILD_DIR/tests/ferry_tests
+  if [[ -x $tests ]]; then
+    run_limited "$(limit 60)" "$WORK/ops-unit.log" "$tests" --gtest_brief=1 \
+      --gtest_filter='Cuda*:PackedLayout*:MoeMath*:RouteMath*'
+    local unit_rc=$?
+    cat "$WORK/ops-unit.log" >>"$log"
+    ((rc == 0)) && rc=$unit_rc
+  fi
+  summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
   if ((rc == 0)); then
     record ops pass "${summary:-exit 0}" "$log"
   else

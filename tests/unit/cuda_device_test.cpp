@@ -107,6 +107,18 @@ TEST(CudaDevice, CopiesEventsAndTheHostStream) {
   EXPECT_EQ(c.bytes[static_cast<int>(StreamKind::D2H)], n * sizeof(float));
   EXPECT_GT(c.busy_seconds[static_cast<int>(StreamKind::H2D)], 0.0);
 
+  // a small relay copied on the Compute stream (the executor's token ids) lands before the compute work
+  // that follows it, and comes back over D2H
+  std::memset(d, 0, n * sizeof(float));
+  EventId relayed = dev->create_event(), relay_back = dev->create_event();
+  dev->copy(StreamKind::Compute, {TaskKind::Upload, 0, 1}, buf, src, dev->data(buf), s, 4096);
+  dev->record(relayed, StreamKind::Compute);
+  dev->wait(StreamKind::D2H, relayed);
+  dev->copy(StreamKind::D2H, {TaskKind::Logits, 0, 1}, dst, buf, d, dev->data(buf), 4096);
+  dev->record(relay_back, StreamKind::D2H);
+  dev->synchronize(relay_back);
+  EXPECT_EQ(std::memcmp(s, d, 4096), 0);
+
   // a pageable host side is refused, naming the buffer
   std::vector<float> pageable(16);
   try {

@@ -1,6 +1,7 @@
 // The device twin of cpu::packed_at (ferry/ops/packed_layout.h): packed_element, and the word-wise decode
-// the CUDA matmul kernels use (packed_word + packed_word_value), equal cpu::packed_at for every element
-// of BF16, F32, I8 and I4 matrices (both scale dtypes, several group sizes, rows not a multiple of 16).
+// the CUDA matmul kernels use (packed_word + packed_word_value; packed_row_word for a whole word), equal
+// cpu::packed_at for every element of BF16, F32, I8 and I4 matrices (both scale dtypes, several group
+// sizes, rows not a multiple of 16), padding reading 0.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -73,6 +74,25 @@ void check_every_element(const Case& c) {
     for (int col = 0; col < L.cols_padded; ++col)
       if (packed_element(L, row, col) != 0.0f) ++mismatches;
   EXPECT_EQ(mismatches, 0);
+
+  // packed_row_word, the whole-word decode of the unpack and tiled kernels: every word of every row of
+  // every panel, padding rows and columns included (they read 0)
+  int word_mismatches = 0;
+  for (int row = 0; row < packed_n_panel(L) * kPackedPanelRows; ++row)
+    for (int word = 0; word < packed_words_per_row(L); ++word) {
+      float vals[8];
+      ASSERT_EQ(packed_row_word(L, row, word, vals), v);
+      for (int j = 0; j < v; ++j) {
+        const int col = word * v + j;
+        const float want = row < c.rows && col < c.cols ? cpu::packed_at(m, row, col) : 0.0f;
+        if (!same_bits(vals[j], want) && !(want == 0.0f && vals[j] == 0.0f)) {
+          if (++word_mismatches <= 5)
+            ADD_FAILURE() << "row " << row << " word " << word << " value " << j << ": packed_row_word " << vals[j]
+                          << ", packed_at " << want;
+        }
+      }
+    }
+  EXPECT_EQ(word_mismatches, 0);
 }
 
 TEST(PackedLayout, Bf16AndF32MatchPackedAt) {

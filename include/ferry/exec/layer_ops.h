@@ -1,6 +1,6 @@
 // LayerOps: the steps of a decoder layer the pipelined executor runs, as one interface each device
 // implements over its own memory. The host devices (`cpu`, `sim:`) implement it with the cpu/ ops
-// (src/exec/device/host_ops.cpp); CUDA with cuBLAS GEMMs and small kernels (kernels/cuda_ops.cu).
+// (src/exec/device/host_ops.cpp); CUDA with cuBLAS GEMMs and small kernels (kernels/cuda_ops.cpp over the kernels in kernels/*.cu).
 //
 // Every op *enqueues* its work on the stream of `ctx` (on CUDA it returns at once; on the host devices
 // the stream's worker runs it), so the executor calls ops from inside Compute-stream tasks. Every

@@ -110,6 +110,21 @@ FERRY_HD float packed_word_value(DType dtype, uint32_t u, int j, float scale, in
   }
 }
 
+// The V = packed_values_per_word values of word `word` of row `row` (cols k = word*V + j, j < V),
+// dequantised into v[0, V): the panel / row-in-panel / group arithmetic of the kernels that decode a word at
+// a time (unpack for cuBLAS, the tiled matmul). row < n_panel * 16, word < cols_padded / V; rows and cols of
+// the padding read 0. Returns V.
+FERRY_HD int packed_row_word(const PackedLayout& m, int row, int word, float* v) {
+  const int n = packed_values_per_word(m.dtype);
+  const int panel = row / kPackedPanelRows, r = row % kPackedPanelRows;
+  const int group = m.group_size ? word * n / m.group_size : 0;  // V divides group_size: one group per word
+  const uint32_t u = packed_word(m, panel, word, r);
+  const float s = packed_scale(m, panel, group, r);
+  const int z = packed_zero(m, panel, group, r);
+  for (int j = 0; j < n; ++j) v[j] = packed_word_value(m.dtype, u, j, s, z);
+  return n;
+}
+
 // Element (row, col) of the dequantised matrix, row < rows, col < cols_padded (padding reads 0).
 FERRY_HD float packed_element(const PackedLayout& m, int row, int col) {
   const int v = packed_values_per_word(m.dtype);
