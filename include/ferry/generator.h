@@ -50,6 +50,11 @@ struct GenerationStats {
   double tokens_per_second() const { return wall_seconds > 0 ? generated_tokens / wall_seconds : 0; }
 };
 
+// Ids in [0, n_vocab) the tokenizer cannot decode, sorted: the rows of an embedding padded past the
+// tokenizer's vocabulary (model vocabulary plus added tokens), and any gap inside it. The ids in
+// `keep` (end-of-sequence ids, which end a request without being decoded) are left out.
+std::vector<TokenId> undecodable_ids(const Tokenizer& tokenizer, int n_vocab, std::span<const TokenId> keep = {});
+
 class Generator {
  public:
   using TextCallback = std::function<void(size_t index, std::string_view text)>;
@@ -59,7 +64,10 @@ class Generator {
   // Runs every request to completion. on_text streams each request's text as it is produced
   // (never a partial UTF-8 character, never text that may turn out to start a stop string);
   // on_done receives each finished request. A request that cannot run (prompt longer than the
-  // context, empty prompt) finishes with FinishReason::Error and a message; the others go on.
+  // context, empty prompt) or fails while it runs (sampling, decoding) finishes with
+  // FinishReason::Error and a message; the others go on. Ids the tokenizer cannot decode are never
+  // sampled (undecodable_ids); one met anyway renders as no text. Exceptions thrown by the callbacks
+  // and by the model's forward pass stop the run and reach the caller.
   GenerationStats run(std::span<const GenerationRequest> requests, const TextCallback& on_text,
                       const DoneCallback& on_done);
 
@@ -67,6 +75,7 @@ class Generator {
   Model& model_;
   const Tokenizer& tokenizer_;
   GeneratorOptions options_;
+  std::vector<TokenId> masked_ids_;  // undecodable_ids(): never sampled, decoded as no text
 };
 
 }  // namespace ferry

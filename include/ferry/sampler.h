@@ -31,16 +31,23 @@ class Rng {
 
 class Sampler {
  public:
-  Sampler(SamplingParams params, int n_vocab);
+  // `masked_ids` (sorted, each in [0, n_vocab), fewer than n_vocab of them) are never sampled: their
+  // logits count as -inf before the penalty, greedy, top-k, top-p, min-p and temperature (as vLLM masks
+  // the rows of an embedding padded past the tokenizer). The span must outlive the sampler.
+  Sampler(SamplingParams params, int n_vocab, std::span<const int32_t> masked_ids = {});
   // Picks the next token from logits [V]. `history` is the prompt plus the generated tokens
-  // (for the repetition penalty). Does not modify `logits`.
+  // (for the repetition penalty). Does not modify `logits`. Never returns a masked id; a NaN logit
+  // counts as -inf. Throws ferry::Error when no logit is left (all NaN, -inf or masked).
   int32_t sample(std::span<const float> logits, std::span<const int32_t> history);
 
  private:
   SamplingParams p_;
   Rng rng_;
+  std::span<const int32_t> masked_;
   std::vector<float> work_;        // [V] scratch, reused
-  std::vector<int32_t> order_;     // [V] scratch, reused
+  std::vector<int32_t> order_;     // [V] scratch, reused: candidate ids, best first
+  std::vector<uint64_t> keys_;     // [V] scratch, reused: (logit, id) sort keys
+  std::vector<uint64_t> keys_tmp_; // [V] scratch, reused: radix sort buffer
   std::vector<uint8_t> seen_;      // [V] scratch, reused
   std::vector<double> prob_;       // [V] scratch, reused
 };

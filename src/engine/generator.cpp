@@ -54,9 +54,35 @@ size_t held_back(std::string_view text, const std::vector<std::string>& stops) {
 
 }  // namespace
 
+std::vector<TokenId> undecodable_ids(const Tokenizer& tokenizer, int n_vocab, std::span<const TokenId> keep) {
+  std::vector<TokenId> ids;
+  const auto known = static_cast<TokenId>(std::min<size_t>(tokenizer.vocab_size(), static_cast<size_t>(std::max(0, n_vocab))));
+  for (TokenId id = 0; id < n_vocab; ++id) {
+    if (std::find(keep.begin(), keep.end(), id) != keep.end()) continue;
+    if (id < known) {
+      try {
+        DecodeState state;
+        (void)tokenizer.token_bytes(id, state, /*skip_special=*/true);
+        continue;
+      } catch (const std::exception&) {
+        // a gap in the vocabulary (e.g. between the model's pieces and the added tokens)
+      }
+    }
+    ids.push_back(id);
+  }
+  return ids;
+}
+
 Generator::Generator(Model& model, const Tokenizer& tokenizer, GeneratorOptions options)
     : model_(model), tokenizer_(tokenizer), options_(options) {
   if (options_.max_sequences < 1) throw Error("the batch size must be at least 1");
+  const ModelConfig& cfg = model_.config();
+  std::vector<TokenId> keep = cfg.eos_token_ids;
+  keep.insert(keep.end(), tokenizer_.eos_ids().begin(), tokenizer_.eos_ids().end());
+  masked_ids_ = undecodable_ids(tokenizer_, cfg.n_vocab, keep);
+  // A tokenizer that can decode nothing the model produces is not a tokenizer for this model; then
+  // nothing is masked and the requests fail one by one, each with the decoder's message.
+  if (static_cast<int64_t>(masked_ids_.size()) >= cfg.n_vocab) masked_ids_.clear();
 }
 
 GenerationStats Generator::run(std::span<const GenerationRequest> requests, const TextCallback& on_text,
@@ -84,6 +110,13 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
     if (on_text && a.out.text.size() > a.emitted) on_text(a.index, std::string_view(a.out.text).substr(a.emitted));
     a.emitted = a.out.text.size();
   };
+  // A failure of this request alone: it finishes with its error; the others go on.
+  auto fail = [&](Active& a, const std::string& why) {
+    a.out.error = why;
+    a.done = true;
+    a.out.finish = FinishReason::Error;
+    a.out.finish_seconds = seconds_since_start();
+  };
   // Takes the sampled token: appends it, streams text, and decides whether the request is done.
   auto accept = [&](Active& a, TokenId t) {
     if (a.out.tokens.empty()) a.out.first_token_seconds = seconds_since_start();
@@ -91,7 +124,14 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
     a.out.tokens.push_back(t);
     a.history.push_back(t);
     stats.generated_tokens++;
-    a.out.text += a.decoder->push(t);
+    // An id the tokenizer cannot decode (a padded embedding row) renders as no text.
+    if (!std::binary_search(masked_ids_.begin(), masked_ids_.end(), t)) {
+      try {
+        a.out.text += a.decoder->push(t);
+      } catch (const std::exception& e) {
+        return fail(a, "cannot decode token id " + std::to_string(t) + ": " + e.what());
+      }
+    }
     const auto& stops = a.req->stop;
     if (!stops.empty()) {
       // Search only where a new match can start: the held-back tail plus the new text.
@@ -111,8 +151,15 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
     a.emitted = std::max(a.emitted, ready);
     a.next = t;
   };
-  auto sample = [&](Active& a, const float* logits) {
-    return a.sampler->sample(std::span<const float>(logits, V), a.history);
+  // Samples and accepts the next token of `a` from its row of logits.
+  auto step = [&](Active& a, const float* logits) {
+    TokenId t = -1;
+    try {
+      t = a.sampler->sample(std::span<const float>(logits, V), a.history);
+    } catch (const std::exception& e) {
+      return fail(a, std::string("sampling failed: ") + e.what());
+    }
+    accept(a, t);
   };
   auto retire_done = [&] {
     for (auto& a : active)
@@ -157,7 +204,7 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
       a->seq = model_.add_sequence();
       a->max_tokens = std::min(r.max_tokens, cfg.max_position - n);
       a->history = r.prompt;
-      a->sampler = std::make_unique<Sampler>(r.sampling, V);
+      a->sampler = std::make_unique<Sampler>(r.sampling, V, masked_ids_);
       a->decoder = std::make_unique<StreamingDecoder>(tokenizer_, /*skip_special=*/true);
       a->out.index = i;
       a->out.prompt_tokens = n;
@@ -171,7 +218,7 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
       const auto t0 = Clock::now();
       std::vector<float> logits = model_.forward(items);
       stats.prefill_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-      for (size_t j = 0; j < admitted.size(); ++j) accept(*admitted[j], sample(*admitted[j], logits.data() + j * V));
+      for (size_t j = 0; j < admitted.size(); ++j) step(*admitted[j], logits.data() + j * V);
       retire_done();
       continue;  // fill any room the prefill freed before decoding
     }
@@ -182,7 +229,7 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
     const auto t0 = Clock::now();
     std::vector<float> logits = model_.forward(items);
     stats.decode_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-    for (size_t j = 0; j < active.size(); ++j) accept(*active[j], sample(*active[j], logits.data() + j * V));
+    for (size_t j = 0; j < active.size(); ++j) step(*active[j], logits.data() + j * V);
     retire_done();
   }
   stats.wall_seconds = seconds_since_start();

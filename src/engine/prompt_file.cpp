@@ -1,10 +1,13 @@
 #include "ferry/prompt_file.h"
 
+#include <climits>
+#include <cstdio>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
 
 #include "ferry/error.h"
+#include "tokenizer/utf8.h"
 
 namespace ferry {
 
@@ -27,6 +30,23 @@ std::string unescape_text_line(const std::string& s) {
     }
   }
   return out;
+}
+
+// The per-prompt token limit: an integer in [1, INT_MAX] (a larger one would wrap when narrowed).
+int max_tokens_field(const nlohmann::json& v, const std::string& where) {
+  const std::string what = where + ": field \"max_tokens\" must be an integer from 1 to " +
+                           std::to_string(INT_MAX) + ", found " + v.dump();
+  if (v.is_number_unsigned()) {
+    const auto n = v.get<uint64_t>();
+    if (n < 1 || n > static_cast<uint64_t>(INT_MAX)) throw Error(what);
+    return static_cast<int>(n);
+  }
+  if (v.is_number_integer()) {
+    const auto n = v.get<int64_t>();
+    if (n < 1 || n > INT_MAX) throw Error(what);
+    return static_cast<int>(n);
+  }
+  throw Error(what);
 }
 
 }  // namespace
@@ -54,23 +74,25 @@ std::vector<PromptRecord> read_prompt_file(const std::filesystem::path& path) {
     r.line = static_cast<int>(i + 1);
     r.id = std::to_string(i + 1);
     if (!jsonl) {
+      if (const size_t bad = utf8::first_invalid(l); bad != l.size()) {
+        char byte[8];
+        std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned char>(l[bad]));
+        throw Error(where + ": not valid UTF-8 (byte " + byte + " at column " + std::to_string(bad + 1) +
+                    "); prompt files must be UTF-8 text");
+      }
       r.text = unescape_text_line(l);
     } else {
       nlohmann::json j;
       try {
         j = nlohmann::json::parse(l);
-      } catch (const nlohmann::json::parse_error& e) {
+      } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number too large
         throw Error(where + ": not valid JSON (" + e.what() + "); each line must be one JSON object");
       }
       if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string())
         throw Error(where + ": expected an object with a string \"prompt\" field");
       r.text = j["prompt"].get<std::string>();
       if (j.contains("id")) r.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
-      if (j.contains("max_tokens")) {
-        if (!j["max_tokens"].is_number_integer() || j["max_tokens"].get<int64_t>() < 1)
-          throw Error(where + ": \"max_tokens\" must be a positive integer");
-        r.max_tokens = j["max_tokens"].get<int>();
-      }
+      if (j.contains("max_tokens")) r.max_tokens = max_tokens_field(j["max_tokens"], where);
     }
     out.push_back(std::move(r));
   }

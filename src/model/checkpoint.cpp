@@ -4,10 +4,12 @@
 #include "ferry/checkpoint.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "ferry/error.h"
 #include "model/checkpoint_files.h"
@@ -32,12 +34,60 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-ExpertLayout detect_expert_layout(const ModelConfig& cfg, const CheckpointFiles& files) {
+template <class Names>
+ExpertLayout detect_expert_layout(const ModelConfig& cfg, const Names& names) {
   if (cfg.family == Family::Dbrx) return ExpertLayout::Stacked;
-  for (const auto& [name, ref] : files.tensors)
+  for (const std::string& name : names)
     if (ends_with(name, ".experts.gate_up_proj") || ends_with(name, ".experts.down_proj"))
       return ExpertLayout::Fused;
   return ExpertLayout::PerExpert;
+}
+
+std::vector<std::string> tensor_names(const CheckpointFiles& files) {
+  std::vector<std::string> names;
+  names.reserve(files.tensors.size());
+  for (const auto& [name, ref] : files.tensors) names.push_back(name);
+  return names;
+}
+
+// The layer a tensor name belongs to ("model.layers.12.", "transformer.blocks.3."), or -1.
+int layer_of(std::string_view name) {
+  for (std::string_view marker : {".layers.", ".blocks."}) {
+    size_t at = name.find(marker);
+    if (at == std::string_view::npos) continue;
+    size_t i = at + marker.size();
+    int layer = 0;
+    bool digits = false;
+    while (i < name.size() && name[i] >= '0' && name[i] <= '9' && layer < 1'000'000) {
+      layer = layer * 10 + (name[i++] - '0');
+      digits = true;
+    }
+    if (digits) return layer;
+  }
+  return -1;
+}
+
+// Names in reading order: model-level first, then layer by layer (layer 10 after layer 9).
+void sort_by_layer(std::vector<std::string>& names) {
+  std::sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
+    int la = layer_of(a), lb = layer_of(b);
+    return la != lb ? la < lb : a < b;
+  });
+}
+
+// A weight holding NaN or Inf turns every hidden state after it into NaN: the model would generate
+// nothing, silently. Refused naming the tensor.
+[[noreturn]] void refuse_non_finite(const Checkpoint& ckpt, const TensorView& v, const WeightId& id,
+                                    const std::vector<float>& values) {
+  size_t count = 0, first = 0;
+  for (size_t i = 0; i < values.size(); ++i)
+    if (!std::isfinite(values[i]) && count++ == 0) first = i;
+  const float bad = values[first];
+  throw Error("tensor '" + v.name + "' (" + weight_id_string(id) + ") in " + ckpt.dir().string() + " holds " +
+              std::to_string(count) + " non-finite value" + (count == 1 ? "" : "s") + " (the first, " +
+              (std::isnan(bad) ? "NaN" : bad > 0 ? "+Inf" : "-Inf") + ", at element " + std::to_string(first) +
+              " of " + shape_string(v.shape) +
+              "); the checkpoint is corrupt or was converted badly — re-download or re-convert it");
 }
 
 class SafetensorsCheckpoint final : public Checkpoint {
@@ -47,7 +97,7 @@ class SafetensorsCheckpoint final : public Checkpoint {
         cfg_(std::move(cfg)),
         files_(std::move(files)),
         adapter_(family_adapter(cfg_.family)),
-        layout_(detect_expert_layout(cfg_, files_)) {}
+        layout_(detect_expert_layout(cfg_, tensor_names(files_))) {}
 
   const ModelConfig& config() const override { return cfg_; }
   const fs::path& dir() const override { return dir_; }
@@ -87,9 +137,41 @@ class SafetensorsCheckpoint final : public Checkpoint {
     return out;
   }
 
-  // Every weight the config implies must be present, float, and of the implied shape.
+  // Every weight the config implies must be present, float, and of the implied shape; and every tensor
+  // of the checkpoint must be one the model reads (a config.json with fewer layers than the weights
+  // would otherwise run a truncated model without a word).
   void validate() const {
-    for (const WeightId& id : model_weight_ids(cfg_)) checked(id);
+    std::unordered_set<std::string> used;
+    for (const WeightId& id : model_weight_ids(cfg_)) used.insert(checked(id).ref.tensor->name);
+    // Optional weights the loaders read when present (ferry/reference_model.h, ferry/cpu_model.h).
+    auto optional = [&](WeightKind kind, int layer) {
+      if (std::optional<Resolved> r = resolve({kind, layer})) used.insert(r->ref.tensor->name);
+    };
+    optional(WeightKind::FinalNormBias, -1);
+    optional(WeightKind::LmHeadBias, -1);
+    for (int l = 0; l < cfg_.n_layer; ++l)
+      for (WeightKind kind : {WeightKind::AttnNormBias, WeightKind::FfnNormBias, WeightKind::Bq, WeightKind::Bk,
+                              WeightKind::Bv, WeightKind::Bo})
+        optional(kind, l);
+    std::vector<std::string> unused;
+    int beyond = 0;  // unused tensors of layers the config does not have
+    for (const auto& [name, ref] : files_.tensors)
+      if (!used.count(name)) {
+        unused.push_back(name);
+        beyond += layer_of(name) >= cfg_.n_layer ? 1 : 0;
+      }
+    if (unused.empty()) return;
+    sort_by_layer(unused);
+    std::string why =
+        beyond > 0 ? "; " + std::to_string(beyond) + " of them belong to layers " + std::to_string(cfg_.n_layer) +
+                         " and above, but " + cfg_.source + " describes " + std::to_string(cfg_.n_layer) +
+                         (cfg_.n_layer == 1 ? " layer" : " layers") +
+                         " (is its layer count, e.g. num_hidden_layers, wrong?)"
+                   : "; " + cfg_.source + " describes a model without them";
+    throw Error(dir_.string() + ": " + std::to_string(unused.size()) + " tensor" + (unused.size() == 1 ? "" : "s") +
+                " in the checkpoint " + (unused.size() == 1 ? "is" : "are") + " not used by the model: " +
+                name_list(unused) + why +
+                ". The weights and config.json do not match: use the config.json that came with the weights");
   }
 
  private:
@@ -162,6 +244,33 @@ class SafetensorsCheckpoint final : public Checkpoint {
   mutable std::unordered_map<std::string, std::vector<std::byte>> transposed_;
 };
 
+// model.safetensors failed its strict check: when the header lacks entries the config needs (an entry
+// deleted from the header leaves its bytes as a gap that the strict check reports at a neighbour),
+// name them instead. Sharded checkpoints are checked against their index (open_checkpoint_files).
+void refuse_missing_header_entries(const fs::path& dir, const ModelConfig& cfg) {
+  const fs::path file = dir / "model.safetensors";
+  std::error_code ec;
+  if (fs::exists(dir / "model.safetensors.index.json", ec) || !fs::exists(file, ec)) return;
+  const std::vector<std::string> names = safetensors_header_names(file);
+  if (names.empty()) return;
+  const std::unordered_set<std::string> present(names.begin(), names.end());
+  const FamilyAdapter& adapter = family_adapter(cfg.family);
+  const ExpertLayout layout = detect_expert_layout(cfg, names);
+  std::vector<std::string> missing;
+  std::unordered_set<std::string> listed;
+  for (const WeightId& id : model_weight_ids(cfg)) {
+    std::vector<TensorLocation> candidates = adapter.locate(cfg, id, layout);
+    if (candidates.empty()) continue;
+    bool found = false;
+    for (const TensorLocation& loc : candidates) found = found || present.count(loc.name) > 0;
+    if (id.kind == WeightKind::LmHead && cfg.tie_word_embeddings) found = true;
+    if (!found && listed.insert(candidates.front().name).second) missing.push_back(candidates.front().name);
+  }
+  if (missing.empty()) return;
+  throw Error(file.string() + ": the header has no entry for tensor " + name_list(missing) + ", which " +
+              cfg.source + " needs; the file is corrupt — re-download it");
+}
+
 }  // namespace
 
 std::unique_ptr<Checkpoint> Checkpoint::open(const fs::path& dir) {
@@ -175,7 +284,13 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const fs::path& dir) {
                 "' is not a directory; pass the model directory holding config.json and the "
                 "*.safetensors files");
   ModelConfig cfg = load_model_config(dir);
-  CheckpointFiles files = open_checkpoint_files(dir);
+  CheckpointFiles files;
+  try {
+    files = open_checkpoint_files(dir);
+  } catch (const Error&) {
+    refuse_missing_header_entries(dir, cfg);
+    throw;
+  }
   auto checkpoint = std::make_unique<SafetensorsCheckpoint>(dir, std::move(cfg), std::move(files));
   checkpoint->validate();
   return checkpoint;
@@ -185,24 +300,39 @@ std::vector<float> Checkpoint::f32(const WeightId& id) const {
   TensorView v = view(id);
   const size_t n = static_cast<size_t>(v.numel());
   std::vector<float> out(n);
+  // NaN and Inf have every exponent bit set; the test rides along with the conversion.
+  bool non_finite = false;
   switch (v.dtype) {
-    case DType::F32:
+    case DType::F32: {
       std::memcpy(out.data(), v.data, n * sizeof(float));
+      uint32_t any = 0;
+      for (size_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, &out[i], 4);
+        any |= (bits & 0x7f800000u) == 0x7f800000u;
+      }
+      non_finite = any != 0;
       break;
+    }
     case DType::BF16:
     case DType::F16: {
       const bool bf16 = v.dtype == DType::BF16;
+      const uint16_t exponent = bf16 ? 0x7f80 : 0x7c00;
+      uint32_t any = 0;
       for (size_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, v.data + 2 * i, 2);
+        any |= (h & exponent) == exponent;
         out[i] = bf16 ? bf16_to_f32(h) : f16_to_f32(h);
       }
+      non_finite = any != 0;
       break;
     }
     default:
       throw Error("tensor '" + v.name + "' has dtype " + std::string(dtype_name(v.dtype)) +
                   ", which cannot be read as fp32");
   }
+  if (non_finite) refuse_non_finite(*this, v, id, out);
   return out;
 }
 

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 
@@ -68,6 +69,32 @@ std::string other_safetensors_hint(const fs::path& dir) {
 
 }  // namespace
 
+std::vector<std::string> safetensors_header_names(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  unsigned char prefix[8];
+  if (!in.read(reinterpret_cast<char*>(prefix), 8)) return {};
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | prefix[i];
+  std::error_code ec;
+  const uint64_t size = fs::file_size(file, ec);
+  if (ec || n > kSafetensorsMaxHeaderBytes || n > size - 8) return {};
+  std::string header(static_cast<size_t>(n), '\0');
+  if (!in.read(header.data(), static_cast<std::streamsize>(n))) return {};
+  nlohmann::json j = nlohmann::json::parse(header, nullptr, /*allow_exceptions=*/false);
+  std::vector<std::string> names;
+  if (!j.is_object()) return names;
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (it.key() != "__metadata__") names.push_back(it.key());
+  return names;
+}
+
+std::string name_list(const std::vector<std::string>& names, size_t shown) {
+  std::string s;
+  for (size_t i = 0; i < names.size() && i < shown; ++i) s += (i ? ", '" : "'") + names[i] + "'";
+  if (names.size() > shown) s += " (and " + std::to_string(names.size() - shown) + " more)";
+  return s;
+}
+
 bool has_safetensors_weights(const fs::path& dir) {
   std::error_code ec;
   return fs::exists(dir / kSingleFile, ec) || fs::exists(dir / kIndexFile, ec);
@@ -86,7 +113,21 @@ CheckpointFiles open_checkpoint_files(const fs::path& dir) {
       if (!fs::exists(shard_path, ec))
         throw Error(index_path.string() + " lists shard '" + shard + "' (holding tensor '" + name +
                     "'), which is missing from " + dir.string() + "; download every shard of the checkpoint");
-      out.files.push_back(SafetensorsFile::open(shard_path));
+      try {
+        out.files.push_back(SafetensorsFile::open(shard_path));
+      } catch (const Error&) {
+        // A deleted header entry shows as a gap in the data buffer; say which entries the index expects.
+        const std::vector<std::string> names = safetensors_header_names(shard_path);
+        const std::unordered_set<std::string> present(names.begin(), names.end());
+        std::vector<std::string> missing;
+        if (!present.empty())
+          for (const auto& [other, other_shard] : weight_map)
+            if (other_shard == shard && !present.count(other)) missing.push_back(other);
+        if (missing.empty()) throw;
+        throw Error(shard_path.string() + ": the header has no entry for tensor " + name_list(missing) + ", which " +
+                    index_path.filename().string() +
+                    " places in this file; the file is corrupt — re-download it");
+      }
       shards[shard] = out.files.back().get();
     }
     for (const auto& [name, shard] : weight_map) {

@@ -24,7 +24,16 @@ struct CheckpointFiles {
 // Whether DIR holds weights ferry can read (model.safetensors or model.safetensors.index.json).
 bool has_safetensors_weights(const std::filesystem::path& dir);
 
-// Opens and validates every file. Throws ferry::Error naming the directory, the index or the shard.
+// Opens and validates every file. Throws ferry::Error naming the directory, the index or the shard; a
+// shard whose header lacks an entry the index places in it is refused naming those tensors.
 CheckpointFiles open_checkpoint_files(const std::filesystem::path& dir);
+
+// The tensor names in a safetensors file's header, read leniently (offsets, dtypes and shapes are not
+// checked), so that a file the strict parse refuses can be searched for the entries it lacks. Empty
+// when even that cannot be read.
+std::vector<std::string> safetensors_header_names(const std::filesystem::path& file);
+
+// "'a', 'b', 'c' (and 7 more)": the first `shown` names of a list, for messages.
+std::string name_list(const std::vector<std::string>& names, size_t shown = 5);
 
 }  // namespace ferry

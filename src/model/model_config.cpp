@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ferry/error.h"
+#include "ferry/validate.h"
 #include "model/config_reader.h"
 #include "models/family_adapter.h"
 
@@ -30,6 +31,10 @@ void check_moe_fields(const ConfigReader& r, ModelConfig& cfg) {
   if (cfg.n_moe_layers() < cfg.n_layer && cfg.d_ff_dense <= 0)
     r.fail("intermediate_size", "is missing or not positive but the model has dense MLP layers");
   if (cfg.d_shared < 0) fail("the shared-expert width must not be negative");
+  // 0 divides by zero for an all-zero row and a negative one takes the root of a negative number: both
+  // turn every hidden state into NaN, and the model would generate nothing without a word.
+  require_positive(cfg.norm_eps, r.source() + ": key 'rms_norm_eps'",
+                   "the normalisation epsilon, e.g. 1e-5 or 1e-6; fix config.json", 1.0);
 }
 
 }  // namespace

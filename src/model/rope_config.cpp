@@ -3,6 +3,7 @@
 // ({"rope_type", "rope_theta", ...scaling fields}). All three spellings are accepted.
 #include <string>
 
+#include "ferry/validate.h"
 #include "model/config_reader.h"
 
 namespace ferry {
@@ -54,6 +55,7 @@ void parse_rope_config(const ConfigReader& r, double default_theta, ModelConfig&
   if (rope.scaling == RopeScalingType::None) return;
 
   rope.factor = r.opt_double(scaling + ".factor", 1.0);
+  require_positive(rope.factor, r.source() + ": key '" + scaling + ".factor'", "the RoPE scaling factor");
   rope.original_max_position =
       r.opt_int(scaling + ".original_max_position_embeddings", rope.original_max_position);
   switch (rope.scaling) {

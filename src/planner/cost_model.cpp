@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "ferry/error.h"
+#include "ferry/validate.h"
 
 namespace ferry::planner {
 namespace {
@@ -31,6 +32,14 @@ std::vector<LayerClass> layer_classes(const ModelShape& m, const Policy& p) {
       ++it->count;
   }
   return classes;
+}
+
+// Bytes of a memory-plan entry as an integer. A workload far beyond any machine (N and lengths at their
+// bounds) can ask for more than int64 holds; saturating keeps the conversion defined, and such a plan
+// does not fit anyway.
+int64_t plan_bytes(double bytes) {
+  constexpr double kMax = 4611686018427387904.0;  // 2^62
+  return bytes >= kMax ? static_cast<int64_t>(kMax) : bytes > 0 ? static_cast<int64_t>(bytes) : 0;
 }
 
 double ceil_div(double a, double b) {
@@ -166,12 +175,16 @@ CostModel::CostModel(ModelShape shape, HardwareProfile hw, Workload workload, Co
     : shape_(std::move(shape)), hw_(std::move(hw)), workload_(workload), options_(options) {
   roofs_ = HrmRoofs::from(hw_);
   dense_params_total_ = shape_.dense_params_total();
-  if (workload_.gen_len < 1) throw Error("generation length must be at least 1");
-  if (workload_.avg_prompt_len < 1) throw Error("average prompt length must be at least 1");
-  if (workload_.max_prompt_len < workload_.avg_prompt_len)
+  // Finite and bounded, so every count derived from them (tokens, bytes, batches) converts safely.
+  constexpr int64_t kMaxTokens = int64_t{1} << 30;
+  require_count(workload_.gen_len, 1, kMaxTokens, "the workload's generation length", "tokens");
+  require_in_range(workload_.avg_prompt_len, {1, static_cast<double>(kMaxTokens)},
+                   "the workload's average prompt length", "tokens");
+  require_count(workload_.max_prompt_len, 1, kMaxTokens, "the workload's longest prompt", "tokens");
+  if (static_cast<double>(workload_.max_prompt_len) < workload_.avg_prompt_len)
     throw Error("max prompt length (" + std::to_string(workload_.max_prompt_len) +
-                ") is below the average prompt length");
-  if (workload_.requests < 1) throw Error("the workload needs at least one request");
+                ") is below the average prompt length (" + number_text(workload_.avg_prompt_len) + ")");
+  require_count(workload_.requests, 1, int64_t{1} << 50, "the workload's number of requests");
 }
 
 double CostModel::kv_tokens(double n_seqs) const {
@@ -272,11 +285,11 @@ MemoryPlan CostModel::memory(const Policy& p, bool itemize) const {
                                       : "activations + workspace (prefill peak)",
         working - buffer);
     plan.gpu_bytes = resident + working;
-    plan.cache.gpu_dense_weights = static_cast<int64_t>(p.dense_device == Device::Gpu ? dense_weights : 0);
-    plan.cache.gpu_expert_cache = static_cast<int64_t>(gpu_experts);
-    plan.cache.gpu_kv_cache = static_cast<int64_t>(kv_gpu);
-    plan.cache.gpu_stream_buffer = static_cast<int64_t>(buffer);
-    plan.cache.gpu_activations = static_cast<int64_t>(working - buffer);
+    plan.cache.gpu_dense_weights = plan_bytes(p.dense_device == Device::Gpu ? dense_weights : 0);
+    plan.cache.gpu_expert_cache = plan_bytes(gpu_experts);
+    plan.cache.gpu_kv_cache = plan_bytes(kv_gpu);
+    plan.cache.gpu_stream_buffer = plan_bytes(buffer);
+    plan.cache.gpu_activations = plan_bytes(working - buffer);
   } else {
     plan.prefill_hidden_on_gpu = false;
   }
@@ -307,17 +320,17 @@ MemoryPlan CostModel::memory(const Policy& p, bool itemize) const {
   add("dram", "CPU activations + workspace", cpu_work);
   plan.cpu_bytes =
       dram_experts + (1 - share) * kv_total + embeddings + other + relays + ssd_staging + spill + cpu_work;
-  plan.cache.dram_expert_cache = static_cast<int64_t>(dram_experts);
-  plan.cache.dram_kv_cache = static_cast<int64_t>((1 - share) * kv_total);
-  plan.cache.dram_pinned_staging = static_cast<int64_t>(relays + ssd_staging);
-  plan.cache.dram_other = static_cast<int64_t>(embeddings + other + spill + cpu_work);
+  plan.cache.dram_expert_cache = plan_bytes(dram_experts);
+  plan.cache.dram_kv_cache = plan_bytes((1 - share) * kv_total);
+  plan.cache.dram_pinned_staging = plan_bytes(relays + ssd_staging);
+  plan.cache.dram_other = plan_bytes(embeddings + other + spill + cpu_work);
 
   // ---- SSD: the expert store, when anything is read from it.
   if (any_ssd) {
     double store = m.expert_params_total() * bytes_per_element(p.ssd_expert_precision);
     add("ssd", "expert store", store);
     plan.ssd_bytes = store;
-    plan.cache.ssd_expert_store = static_cast<int64_t>(store);
+    plan.cache.ssd_expert_store = plan_bytes(store);
   }
   return plan;
 }

@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "ferry/error.h"
+#include "ferry/validate.h"
 #include "planner/json_fields.h"
 
 namespace ferry::planner {
@@ -16,6 +18,14 @@ namespace {
 constexpr const char* kFormat = "ferry-hardware";
 constexpr int kVersion = 1;
 constexpr double kGB = 1e9;
+// Upper bounds of a profile's figures: far above any machine, low enough that every time and byte count
+// the cost model derives from them stays finite.
+constexpr double kMaxBytes = 1e16;   // 10 PB
+constexpr double kMaxGBps = 1e6;
+constexpr double kMaxTflops = 1e6;
+constexpr int64_t kMaxCores = 1 << 16;
+
+std::string field(const JsonFields& f, std::string_view key) { return f.field_name(key); }
 
 nlohmann::json level_to_json(const MemoryLevel& m, bool with_compute) {
   nlohmann::json j;
@@ -42,23 +52,34 @@ nlohmann::json level_to_json(const MemoryLevel& m, bool with_compute) {
 MemoryLevel level_from_json(const JsonFields& f, bool with_compute, double default_usable) {
   MemoryLevel m;
   m.name = f.opt_string("name", "");
-  m.capacity_bytes = f.req_number("capacity_bytes", 0);
-  m.bandwidth_gbps = f.req_number("bandwidth_gbps", 0);
-  m.usable_fraction = f.opt_number("usable_fraction", default_usable, 0);
-  if (m.usable_fraction > 1) f.fail("usable_fraction", "must be at most 1");
+  m.capacity_bytes = require_non_negative(f.req_number("capacity_bytes", 0), field(f, "capacity_bytes"),
+                                          "bytes", kMaxBytes);
+  m.bandwidth_gbps = require_non_negative(f.req_number("bandwidth_gbps", 0), field(f, "bandwidth_gbps"),
+                                          "GB/s", kMaxGBps);
+  m.usable_fraction = require_positive(f.opt_number("usable_fraction", default_usable, 0),
+                                       field(f, "usable_fraction"), "the share of the capacity a plan may fill", 1);
   m.source = f.opt_string("source", "");
   if (with_compute) {
     JsonFields peak = f.req_object("peak");
-    m.peak.bf16_tflops = peak.req_number("bf16_tflops", 0);
-    m.peak.fp32_tflops = peak.opt_number("fp32_tflops", m.peak.bf16_tflops / 2, 0);
-    m.peak.int8_tops = peak.opt_number("int8_tops", m.peak.bf16_tflops * 2, 0);
-    m.cores = static_cast<int>(f.opt_int("cores", 0, 0));
-    m.attention_gbps = f.opt_number("attention_gbps", 0, 0);
+    m.peak.bf16_tflops =
+        require_non_negative(peak.req_number("bf16_tflops", 0), field(peak, "bf16_tflops"), "TFLOPS", kMaxTflops);
+    m.peak.fp32_tflops = require_non_negative(peak.opt_number("fp32_tflops", m.peak.bf16_tflops / 2, 0),
+                                              field(peak, "fp32_tflops"), "TFLOPS", kMaxTflops);
+    m.peak.int8_tops = require_non_negative(peak.opt_number("int8_tops", m.peak.bf16_tflops * 2, 0),
+                                            field(peak, "int8_tops"), "TOPS", 2 * kMaxTflops);
+    // Absent means unknown (0); a written count must be a real one.
+    if (f.has("cores"))
+      m.cores = static_cast<int>(require_count(f.opt_int("cores", 0, 0), 1, kMaxCores, field(f, "cores"),
+                                               "leave the key out when unknown"));
+    m.attention_gbps = require_non_negative(f.opt_number("attention_gbps", 0, 0), field(f, "attention_gbps"),
+                                            "GB/s; 0: the memory bandwidth", kMaxGBps);
     if (const nlohmann::json* curve = f.find("gemm_curve")) {
       if (!curve->is_array()) f.fail("gemm_curve", "expected an array of {rows, gflops}");
       for (size_t i = 0; i < curve->size(); ++i) {
         JsonFields p((*curve)[i], f.source(), f.path("gemm_curve[" + std::to_string(i) + "]"));
-        m.gemm_curve.push_back({p.req_number("rows", 1), p.req_number("gflops", 0)});
+        double rows = require_in_range(p.req_number("rows", 1), {1, 1e12}, field(p, "rows"));
+        double gflops = require_positive(p.req_number("gflops", 0), field(p, "gflops"), "GFLOPS", kMaxTflops * 1e3);
+        m.gemm_curve.push_back({rows, gflops});
       }
       std::sort(m.gemm_curve.begin(), m.gemm_curve.end(),
                 [](const GemmPoint& a, const GemmPoint& b) { return a.rows < b.rows; });
@@ -122,9 +143,11 @@ HardwareProfile HardwareProfile::from_json(const nlohmann::json& j, const std::s
   if (hw.cpu.peak.bf16_tflops <= 0) f.fail("cpu.peak.bf16_tflops", "must be > 0");
   if (auto s = f.opt_object("ssd")) hw.ssd = level_from_json(*s, false, 0.9);
   JsonFields l = f.req_object("links");
-  hw.links.h2d_gbps = l.opt_number("h2d_gbps", 0, 0);
-  hw.links.d2h_gbps = l.opt_number("d2h_gbps", hw.links.h2d_gbps, 0);
-  hw.links.ssd_read_gbps = l.opt_number("ssd_read_gbps", 0, 0);
+  hw.links.h2d_gbps = require_non_negative(l.opt_number("h2d_gbps", 0, 0), field(l, "h2d_gbps"), "GB/s", kMaxGBps);
+  hw.links.d2h_gbps =
+      require_non_negative(l.opt_number("d2h_gbps", hw.links.h2d_gbps, 0), field(l, "d2h_gbps"), "GB/s", kMaxGBps);
+  hw.links.ssd_read_gbps =
+      require_non_negative(l.opt_number("ssd_read_gbps", 0, 0), field(l, "ssd_read_gbps"), "GB/s", kMaxGBps);
   hw.links.source = l.opt_string("source", "");
   if (hw.has_gpu()) {
     if (hw.gpu->bandwidth_gbps <= 0) f.fail("gpu.bandwidth_gbps", "must be > 0 when a GPU is present");
@@ -141,7 +164,7 @@ HardwareProfile HardwareProfile::load(const std::filesystem::path& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (a number like 1e999)
     throw Error(path.string() + ": not valid JSON: " + e.what());
   }
   return from_json(j, path.string());
@@ -158,6 +181,25 @@ void apply_overrides(HardwareProfile& hw, const HardwareOverrides& o) {
   auto mark = [](std::string& source, const char* what) {
     source += (source.empty() ? "" : "; ") + std::string(what) + " from flag";
   };
+  // Every figure is checked before any is applied; a flag that would be ignored is refused.
+  if (o.host_cores) require_count(*o.host_cores, 1, kMaxCores, "--host-cores");
+  if (o.host_dram_gb) require_positive(*o.host_dram_gb, "--host-dram-gb", "GB", kMaxBytes / kGB);
+  if (o.host_dram_gbps) require_positive(*o.host_dram_gbps, "--host-dram-gbps", "GB/s", kMaxGBps);
+  if (o.host_cpu_tflops) require_positive(*o.host_cpu_tflops, "--host-cpu-tflops", "TFLOPS", kMaxTflops);
+  if (o.ssd_gbps) require_non_negative(*o.ssd_gbps, "--ssd-gbps", "GB/s; 0: no SSD tier", kMaxGBps);
+  if (o.ssd_gb) require_positive(*o.ssd_gb, "--ssd-gb", "GB", kMaxBytes / kGB);
+  if (o.pcie_gbps) require_positive(*o.pcie_gbps, "--pcie-gbps", "GB/s", kMaxGBps);
+  if (o.gpu_memory_gb) require_positive(*o.gpu_memory_gb, "--gpu-mem-gb", "GB", kMaxBytes / kGB);
+  for (auto [given, flag] : {std::pair{o.gpu_memory_gb.has_value(), "--gpu-mem-gb"},
+                             std::pair{o.pcie_gbps.has_value(), "--pcie-gbps"}})
+    if (given && !hw.has_gpu())
+      throw Error(std::string(flag) + ": the hardware profile '" + hw.name +
+                  "' has no GPU, so it would be ignored; pick a GPU preset (ferry plan --list) or leave it out");
+  const bool ssd_after = o.ssd_gbps ? *o.ssd_gbps > 0 : hw.has_ssd();
+  if (o.ssd_gb && !ssd_after)
+    throw Error("--ssd-gb: the hardware profile '" + hw.name +
+                "' has no SSD tier, so it would be ignored; give its read bandwidth too (--ssd-gbps) or leave "
+                "it out");
   if (o.host_cores) {
     hw.cpu.cores = *o.host_cores;
     mark(hw.cpu.source, "cores");

@@ -1,6 +1,7 @@
 #include "planner/json_fields.h"
 
 #include <cmath>
+#include <cstdint>
 
 #include "ferry/error.h"
 
@@ -56,6 +57,12 @@ int64_t JsonFields::to_int(std::string_view key, const nlohmann::json& v, int64_
   bool integral =
       v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
   if (!integral) fail(key, "expected an integer, got " + shown(v));
+  // A float is converted only once it is known to fit (no undefined float -> int conversion).
+  constexpr double kTwo63 = 9223372036854775808.0;
+  if (v.is_number_float() && !(v.get<double>() >= -kTwo63 && v.get<double>() < kTwo63))
+    fail(key, "expected an integer >= " + std::to_string(min_value) + ", got " + shown(v));
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+    fail(key, "expected an integer >= " + std::to_string(min_value) + ", got " + shown(v));
   int64_t x = v.is_number_integer() ? v.get<int64_t>() : static_cast<int64_t>(v.get<double>());
   if (x < min_value) fail(key, "expected an integer >= " + std::to_string(min_value) + ", got " + shown(v));
   return x;

@@ -18,6 +18,8 @@ class JsonFields {
 
   const std::string& source() const { return source_; }
   std::string path(std::string_view key) const;
+  // "policy.json: key 'experts.gpu_per_layer'": how messages (and ferry/validate.h) name a field.
+  std::string field_name(std::string_view key) const { return source_ + ": key '" + path(key) + "'"; }
   // The value at `key`, or nullptr when absent or null.
   const nlohmann::json* find(std::string_view key) const;
   bool has(std::string_view key) const { return find(key) != nullptr; }

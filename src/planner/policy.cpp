@@ -7,6 +7,7 @@
 
 #include "ferry/error.h"
 #include "ferry/model_config.h"
+#include "ferry/validate.h"
 #include "planner/json_fields.h"
 
 namespace ferry::planner {
@@ -17,6 +18,14 @@ constexpr int kVersion = 1;
 
 const std::vector<std::string> kDevices = {"cpu", "gpu"};
 const std::vector<std::string> kPrecisions = {"bf16", "int8", "int4"};
+
+// Bounds a policy's figures must keep (the planner's own choices are far inside them): sizes stay in int
+// and every product of them in int64.
+constexpr int64_t kMaxBatch = int64_t{1} << 24;
+constexpr int64_t kMaxTokens = int64_t{1} << 30;
+constexpr int64_t kMaxExpertsPerLayer = 1 << 16;
+constexpr int64_t kMaxBytes = int64_t{1} << 54;  // 16 PB
+constexpr int64_t kMaxPrefetchDepth = 1024;
 
 }  // namespace
 
@@ -110,12 +119,13 @@ Policy Policy::from_json(const nlohmann::json& j, const std::string& source) {
   Policy p;
   p.model = f.opt_string("model", "");
   p.hardware = f.opt_string("hardware", "");
-  p.batch_size = f.req_int("batch_size", 1);
-  p.micro_batch = f.req_int("micro_batch", 1);
+  p.batch_size = require_count(f.req_int("batch_size", 1), 1, kMaxBatch, f.field_name("batch_size"));
+  p.micro_batch = require_count(f.req_int("micro_batch", 1), 1, kMaxBatch, f.field_name("micro_batch"));
   if (p.micro_batch > p.batch_size)
     f.fail("micro_batch", "is " + std::to_string(p.micro_batch) + ", larger than batch_size " +
                               std::to_string(p.batch_size));
-  p.prefill_chunk_tokens = f.req_int("prefill_chunk_tokens", 1);
+  p.prefill_chunk_tokens = require_count(f.req_int("prefill_chunk_tokens", 1), 1, kMaxTokens,
+                                         f.field_name("prefill_chunk_tokens"), "tokens");
 
   JsonFields dev = f.req_object("devices");
   p.attention_device = parse_device(dev.req_choice("attention", kDevices), source);
@@ -124,10 +134,18 @@ Policy Policy::from_json(const nlohmann::json& j, const std::string& source) {
   p.prefill_device = parse_device(dev.req_choice("prefill", kDevices), source);
 
   JsonFields ex = f.req_object("experts");
-  auto to_ints = [](const std::vector<int64_t>& v) { return std::vector<int>(v.begin(), v.end()); };
-  p.gpu_experts_per_layer = to_ints(ex.req_int_array("gpu_per_layer", 0));
-  p.dram_experts_per_layer = to_ints(ex.req_int_array("dram_per_layer", 0));
-  p.ssd_experts_per_layer = to_ints(ex.req_int_array("ssd_per_layer", 0));
+  // Counts of experts per layer; validate_for checks them against the model's E.
+  auto to_ints = [&ex](std::string_view key) {
+    std::vector<int64_t> v = ex.req_int_array(key, 0);
+    std::vector<int> out;
+    for (size_t i = 0; i < v.size(); ++i)
+      out.push_back(static_cast<int>(require_count(
+          v[i], 0, kMaxExpertsPerLayer, ex.field_name(std::string(key) + "[" + std::to_string(i) + "]"))));
+    return out;
+  };
+  p.gpu_experts_per_layer = to_ints("gpu_per_layer");
+  p.dram_experts_per_layer = to_ints("dram_per_layer");
+  p.ssd_experts_per_layer = to_ints("ssd_per_layer");
   size_t n_layer = p.gpu_experts_per_layer.size();
   if (p.dram_experts_per_layer.size() != n_layer)
     ex.fail("dram_per_layer", "has " + std::to_string(p.dram_experts_per_layer.size()) +
@@ -149,18 +167,22 @@ Policy Policy::from_json(const nlohmann::json& j, const std::string& source) {
             "is above 0 but devices.attention is cpu (CPU attention reads the KV cache from DRAM)");
 
   if (auto c = f.opt_object("cache_bytes")) {
-    p.cache.gpu_dense_weights = c->opt_int("gpu_dense_weights", 0, 0);
-    p.cache.gpu_expert_cache = c->opt_int("gpu_expert_cache", 0, 0);
-    p.cache.gpu_stream_buffer = c->opt_int("gpu_stream_buffer", 0, 0);
-    p.cache.gpu_kv_cache = c->opt_int("gpu_kv_cache", 0, 0);
-    p.cache.gpu_activations = c->opt_int("gpu_activations", 0, 0);
-    p.cache.dram_expert_cache = c->opt_int("dram_expert_cache", 0, 0);
-    p.cache.dram_kv_cache = c->opt_int("dram_kv_cache", 0, 0);
-    p.cache.dram_pinned_staging = c->opt_int("dram_pinned_staging", 0, 0);
-    p.cache.dram_other = c->opt_int("dram_other", 0, 0);
-    p.cache.ssd_expert_store = c->opt_int("ssd_expert_store", 0, 0);
+    auto bytes = [&c](std::string_view key) {
+      return require_count(c->opt_int(key, 0, 0), 0, kMaxBytes, c->field_name(key), "bytes");
+    };
+    p.cache.gpu_dense_weights = bytes("gpu_dense_weights");
+    p.cache.gpu_expert_cache = bytes("gpu_expert_cache");
+    p.cache.gpu_stream_buffer = bytes("gpu_stream_buffer");
+    p.cache.gpu_kv_cache = bytes("gpu_kv_cache");
+    p.cache.gpu_activations = bytes("gpu_activations");
+    p.cache.dram_expert_cache = bytes("dram_expert_cache");
+    p.cache.dram_kv_cache = bytes("dram_kv_cache");
+    p.cache.dram_pinned_staging = bytes("dram_pinned_staging");
+    p.cache.dram_other = bytes("dram_other");
+    p.cache.ssd_expert_store = bytes("ssd_expert_store");
   }
-  p.prefetch_depth = static_cast<int>(f.opt_int("prefetch_depth", 1, 0));
+  p.prefetch_depth = static_cast<int>(
+      require_count(f.opt_int("prefetch_depth", 1, 0), 0, kMaxPrefetchDepth, f.field_name("prefetch_depth")));
   p.overlap = f.opt_bool("overlap", true);
   return p;
 }
@@ -171,7 +193,7 @@ Policy Policy::load(const std::filesystem::path& path) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (a number like 1e999)
     throw Error(path.string() + ": not valid JSON: " + e.what());
   }
   return from_json(j, path.string());
@@ -193,6 +215,13 @@ void Policy::validate_for(const ModelConfig& m, const std::string& source) const
   for (size_t l = 0; l < n_layer; ++l) {
     bool moe = l < m.layer_is_moe.size() ? m.layer_is_moe[l] : m.n_expert > 0;
     int want = moe ? m.n_expert : 0;
+    for (auto [key, counts] : {std::pair{"gpu_per_layer", &gpu_experts_per_layer},
+                               std::pair{"dram_per_layer", &dram_experts_per_layer},
+                               std::pair{"ssd_per_layer", &ssd_experts_per_layer}})
+      require_count((*counts)[l], 0, want,
+                    source + ": key 'experts." + key + "[" + std::to_string(l) + "]'",
+                    moe ? "the model has " + std::to_string(want) + " routed experts in layer " + std::to_string(l)
+                        : "layer " + std::to_string(l) + " is dense");
     int have = gpu_experts_per_layer[l] + dram_experts_per_layer[l] + ssd_experts_per_layer[l];
     if (have != want)
       throw Error(source + ": key 'experts' layer " + std::to_string(l) +

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ferry/error.h"
+#include "ferry/validate.h"
 #include "ferry/planner/planner.h"
 
 namespace ferry::planner {
@@ -35,6 +36,15 @@ Planner::Planner(const ModelShape& shape, const HardwareProfile& hw, const Workl
       options_(std::move(options)),
       cost_(shape, hw, workload, CostOptions{options_.moe_lightning_space}) {
   if (options_.expert_precisions.empty()) throw Error("at least one expert precision must be allowed");
+  // Pinned sizes: the prefill chunk (μ x the average prompt) and every count derived from N stay in range.
+  constexpr int64_t kMaxBatch = int64_t{1} << 24;
+  if (options_.batch_size) require_count(*options_.batch_size, 1, kMaxBatch, "the pinned batch size N");
+  if (options_.micro_batch) {
+    require_count(*options_.micro_batch, 1, kMaxBatch, "the pinned micro-batch size");
+    if (options_.batch_size && *options_.micro_batch > *options_.batch_size)
+      throw Error("the pinned micro-batch size (" + std::to_string(*options_.micro_batch) +
+                  ") is larger than the pinned batch size N (" + std::to_string(*options_.batch_size) + ")");
+  }
   if (shape_.n_moe_layer == 0 || shape_.n_expert == 0)
     throw Error("model '" + shape_.name + "' has no MoE layers");
   if (options_.moe_lightning_space && !hw_.has_gpu())

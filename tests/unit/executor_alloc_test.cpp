@@ -1,10 +1,19 @@
-// Steady-state decode allocates nothing: global operator new is replaced in this test binary by a
-// counting version, switched on only around the decode steps.
+// Steady-state decode allocates nothing: the global allocation operators are replaced in this test binary
+// by counting versions, switched on only around the decode steps.
+//
+// Every replaceable form is replaced (plain, nothrow, aligned, aligned nothrow; sized and unsized delete;
+// each also as an array form), all over malloc/aligned_alloc and free. Replacing only some forms mixes
+// allocators: libstdc++'s std::stable_sort takes its temporary buffer from operator new(size, nothrow),
+// which would then come from the sanitizer's (or libstdc++'s) operator new and be released through the
+// replaced operator delete into free(), an alloc-dealloc mismatch under AddressSanitizer.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <vector>
 
 #include "ferry/checkpoint.h"
 #include "ferry/device.h"
@@ -14,18 +23,54 @@
 namespace {
 std::atomic<bool> g_counting{false};
 std::atomic<long> g_allocations{0};
+
+void count_allocation() {
+  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
+}
+void* counted_malloc(std::size_t n) noexcept {
+  count_allocation();
+  return std::malloc(n ? n : 1);
+}
+void* counted_aligned_alloc(std::size_t n, std::align_val_t al) noexcept {
+  count_allocation();
+  std::size_t align = static_cast<std::size_t>(al);
+  if (align < sizeof(void*)) align = sizeof(void*);
+  std::size_t size = n ? n : 1;
+  size = (size + align - 1) / align * align;  // aligned_alloc wants a multiple of the alignment
+  return std::aligned_alloc(align, size);
+}
+void* throw_if_null(void* p) {
+  if (!p) throw std::bad_alloc();
+  return p;
+}
 }  // namespace
 
-void* operator new(std::size_t n) {
-  if (g_counting.load(std::memory_order_relaxed)) g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
+// Plain and nothrow.
+void* operator new(std::size_t n) { return throw_if_null(counted_malloc(n)); }
+void* operator new[](std::size_t n) { return throw_if_null(counted_malloc(n)); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_malloc(n); }
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_malloc(n); }
 void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+// Over-aligned (alignas above __STDCPP_DEFAULT_NEW_ALIGNMENT__).
+void* operator new(std::size_t n, std::align_val_t al) { return throw_if_null(counted_aligned_alloc(n, al)); }
+void* operator new[](std::size_t n, std::align_val_t al) { return throw_if_null(counted_aligned_alloc(n, al)); }
+void* operator new(std::size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
+  return counted_aligned_alloc(n, al);
+}
+void* operator new[](std::size_t n, std::align_val_t al, const std::nothrow_t&) noexcept {
+  return counted_aligned_alloc(n, al);
+}
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
 
 namespace ferry {
 namespace {
@@ -80,6 +125,39 @@ TEST(ExecutorAlloc, TheCounterSeesAllocations) {
   g_counting = false;
   delete v;
   EXPECT_GE(g_allocations.load(), 2);
+}
+
+// Every form goes through the counter, and memory from each form is released by its matching delete
+// (under AddressSanitizer a form left unreplaced shows up here as an alloc-dealloc mismatch).
+TEST(ExecutorAlloc, EveryAllocationFormIsCountedAndMatched) {
+  struct alignas(64) Wide {
+    float v[16];
+  };
+  g_allocations = 0;
+  g_counting = true;
+  void* plain_nothrow = ::operator new(24, std::nothrow);
+  void* array_nothrow = ::operator new[](24, std::nothrow);
+  Wide* aligned = new Wide;
+  Wide* aligned_array = new Wide[3];
+  void* aligned_nothrow = ::operator new(100, std::align_val_t{128}, std::nothrow);
+  void* aligned_array_nothrow = ::operator new[](100, std::align_val_t{128}, std::nothrow);
+  g_counting = false;
+  EXPECT_EQ(g_allocations.load(), 6);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(aligned) % 64, 0u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(aligned_array) % 64, 0u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(aligned_nothrow) % 128, 0u);
+  ::operator delete(plain_nothrow, std::nothrow);
+  ::operator delete[](array_nothrow);
+  delete aligned;
+  delete[] aligned_array;
+  ::operator delete(aligned_nothrow, std::align_val_t{128});
+  ::operator delete[](aligned_array_nothrow, 100, std::align_val_t{128});
+
+  // std::stable_sort's temporary buffer (operator new(size, nothrow), released by operator delete).
+  std::vector<int> v(10000);
+  for (size_t i = 0; i < v.size(); ++i) v[i] = int((i * 7919) % 1000);
+  std::stable_sort(v.begin(), v.end());
+  EXPECT_TRUE(std::is_sorted(v.begin(), v.end()));
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 // ferry generate: one prompt, text streamed to stdout as it is produced; or, with --prompts FILE, every
 // prompt of the file decoded together (continuous batching), each result printed when all are done.
 // On a pipeline target the run's metrics follow on stderr (unless -q).
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 
 #include "command.h"
@@ -23,6 +25,8 @@ struct GenerateArgs {
   bool quiet = false;
 };
 
+// A prompt too long for the context is refused at once for --prompt; with --prompts it is that prompt's
+// error (the generator reports it) and the others go on.
 GenerationRequest make_request(const GenerateArgs& a, const Tokenizer& tokenizer, const ModelConfig& config,
                                std::string id, const std::string& text, std::optional<int> max_tokens) {
   GenerationRequest req;
@@ -32,7 +36,7 @@ GenerationRequest make_request(const GenerateArgs& a, const Tokenizer& tokenizer
   req.max_tokens = max_tokens.value_or(a.gen.max_tokens);
   req.stop = a.gen.stop;
   req.ignore_eos = a.gen.ignore_eos;
-  if (req.prompt.size() >= static_cast<size_t>(config.max_position))
+  if (a.prompts_file.empty() && req.prompt.size() >= static_cast<size_t>(config.max_position))
     throw Error(req.id + ": the prompt has " + std::to_string(req.prompt.size()) +
                 " tokens but the model's context is " + std::to_string(config.max_position) + " tokens (" +
                 config.source + "); shorten the prompt");
@@ -64,8 +68,8 @@ int run_generate(const GenerateArgs& a) {
       requests,
       [&](size_t, std::string_view text) {
         if (!streaming) return;
-        std::fwrite(text.data(), 1, text.size(), stdout);
-        std::fflush(stdout);
+        if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0)
+          throw Error(std::string("cannot write the generated text to standard output: ") + std::strerror(errno));
       },
       [&](GenerationOutput&& out) {
         if (out.finish == FinishReason::Error && error.empty()) error = requests[out.index].id + ": " + out.error;
@@ -80,7 +84,8 @@ int run_generate(const GenerateArgs& a) {
                   outputs[i].finish == FinishReason::Error ? ("error: " + outputs[i].error).c_str()
                                                            : outputs[i].text.c_str());
   }
-  std::fflush(stdout);
+  if (std::fflush(stdout) != 0 || std::ferror(stdout))
+    throw Error(std::string("cannot write the generated text to standard output: ") + std::strerror(errno));
   if (!a.quiet)
     std::fprintf(stderr, "ferry: %lld prompt tokens, %lld generated in %.2f s (prefill %.1f tok/s, decode %.1f tok/s)\n",
                  static_cast<long long>(stats.prompt_tokens), static_cast<long long>(stats.generated_tokens),

@@ -14,11 +14,22 @@
 #include "ferry/planner/plan_report.h"
 #include "ferry/planner/planner.h"
 #include "ferry/planner/roofline_svg.h"
+#include "flag_checks.h"
 
 namespace ferry::cli {
 namespace {
 
 using namespace ferry::planner;
+
+// Bounds of the workload and hardware flags: wide enough for any real machine and workload, narrow
+// enough that every figure derived from them (bytes, seconds, token counts) stays finite and in range.
+constexpr int64_t kMaxTokens = 1 << 24;              // a prompt or a generation
+constexpr int64_t kMaxRequests = 1'000'000'000'000;  // requests in the workload
+constexpr int64_t kMaxBatch = 1 << 24;               // N and μ
+constexpr int64_t kMaxCores = 1 << 16;
+constexpr double kMaxGB = 1e7;     // capacities, GB (10 PB)
+constexpr double kMaxGBps = 1e6;   // bandwidths, GB/s
+constexpr double kMaxTflops = 1e6;
 
 struct PlanArgs {
   std::string model, hw;
@@ -113,8 +124,17 @@ int run_plan(PlanArgs& a, CLI::App& app) {
     return 0;
   }
   if (a.model.empty() || a.hw.empty()) throw Error("ferry plan needs --model and --hw (see --list)");
-  if (a.prompt_len <= 0 || a.gen_len <= 0)
+  if (!app.count("--prompt-len") || !app.count("--gen-len"))
     throw Error("ferry plan needs --prompt-len and --gen-len (both > 0)");
+  // The flags' own ranges are checked as they are parsed (setup below); what is left are the pairs.
+  if (a.max_prompt_len > 0 && static_cast<double>(a.max_prompt_len) < a.prompt_len)
+    throw InvalidValue("--max-prompt-len", "got " + std::to_string(a.max_prompt_len) +
+                                               ", shorter than the average --prompt-len " +
+                                               number_text(a.prompt_len) +
+                                               "; expected the longest prompt, at least the average");
+  if (a.batch > 0 && a.micro_batch > a.batch)
+    throw InvalidValue("--micro-batch", "got " + std::to_string(a.micro_batch) + ", larger than --batch " +
+                                            std::to_string(a.batch) + "; expected at most --batch");
 
   ResolvedModel rm = resolve_model(a.model);
   ModelShape shape = ModelShape::from_config(rm.config, rm.name);
@@ -190,10 +210,15 @@ std::function<int()> setup(CLI::App& app) {
   auto a = std::make_shared<PlanArgs>();
   app.add_option("--model", a->model, "model: short name (see --list), config.json or checkpoint dir");
   app.add_option("--hw", a->hw, "hardware: preset name (see --list) or profile JSON (ferry probe)");
-  app.add_option("--prompt-len", a->prompt_len, "average prompt length, tokens");
-  app.add_option("--max-prompt-len", a->max_prompt_len, "longest prompt, tokens (default: --prompt-len)");
-  app.add_option("--gen-len", a->gen_len, "tokens generated per request");
-  app.add_option("--requests", a->requests, "requests in the workload")->capture_default_str();
+  app.add_option("--prompt-len", a->prompt_len, "average prompt length, tokens (>= 1)")
+      ->check(number_in_range({1, static_cast<double>(kMaxTokens)}, "tokens"));
+  app.add_option("--max-prompt-len", a->max_prompt_len, "longest prompt, tokens (default: --prompt-len)")
+      ->check(count_in_range(1, kMaxTokens, "tokens; leave it out to use --prompt-len"));
+  app.add_option("--gen-len", a->gen_len, "tokens generated per request (>= 1)")
+      ->check(count_in_range(1, kMaxTokens, "tokens"));
+  app.add_option("--requests", a->requests, "requests in the workload")
+      ->check(count_in_range(1, kMaxRequests))
+      ->capture_default_str();
   app.add_option("--json", a->json_path,
                  "write the policy JSON to FILE (no FILE: print it instead of the report)")
       ->expected(0, 1);
@@ -204,23 +229,33 @@ std::function<int()> setup(CLI::App& app) {
                  "expert precisions the search may use, e.g. bf16,int8,int4 (default: bf16, widened only "
                  "when nothing fits)");
   app.add_option("--kv-precision", a->kv_precision, "KV cache precision: bf16, int8, int4")
+      ->check(one_of({"bf16", "int8", "int4"}))
       ->capture_default_str();
-  app.add_option("--attention", a->attention, "pin decode attention to cpu or gpu");
-  app.add_option("--ffn", a->ffn, "pin the expert FFN to gpu or cpu");
-  app.add_option("--batch", a->batch, "pin the batch size N");
-  app.add_option("--micro-batch", a->micro_batch, "pin the micro-batch size");
+  app.add_option("--attention", a->attention, "pin decode attention to cpu or gpu")->check(one_of({"cpu", "gpu"}));
+  app.add_option("--ffn", a->ffn, "pin the expert FFN to gpu or cpu")->check(one_of({"gpu", "cpu"}));
+  app.add_option("--batch", a->batch, "pin the batch size N (>= 1)")
+      ->check(count_in_range(1, kMaxBatch, "leave it out to let the planner choose"));
+  app.add_option("--micro-batch", a->micro_batch, "pin the micro-batch size (>= 1, at most --batch)")
+      ->check(count_in_range(1, kMaxBatch, "leave it out to let the planner choose"));
   app.add_flag("--no-overlap", a->no_overlap, "model serial execution (no CPU/GPU/transfer overlap)");
   app.add_option("--policy-space", a->policy_space,
                  "ferry, or moe-lightning to search only MoE-Lightning's policies")
+      ->check(one_of({"ferry", "moe-lightning"}))
       ->capture_default_str();
-  app.add_option("--host-cores", a->host_cores, "host CPU cores");
-  app.add_option("--host-dram-gb", a->host_dram_gb, "host DRAM capacity, GB");
-  app.add_option("--host-dram-gbps", a->host_dram_gbps, "host DRAM read bandwidth, GB/s");
-  app.add_option("--host-cpu-tflops", a->host_cpu_tflops, "host CPU peak, bf16 TFLOPS");
-  app.add_option("--ssd-gbps", a->ssd_gbps, "SSD read bandwidth, GB/s (0: no SSD tier)");
-  app.add_option("--ssd-gb", a->ssd_gb, "SSD capacity for the expert store, GB");
-  app.add_option("--pcie-gbps", a->pcie_gbps, "PCIe bandwidth per direction, GB/s");
-  app.add_option("--gpu-mem-gb", a->gpu_mem_gb, "GPU memory, GB");
+  app.add_option("--host-cores", a->host_cores, "host CPU cores")->check(count_in_range(1, kMaxCores));
+  app.add_option("--host-dram-gb", a->host_dram_gb, "host DRAM capacity, GB")
+      ->check(positive_number("GB", kMaxGB));
+  app.add_option("--host-dram-gbps", a->host_dram_gbps, "host DRAM read bandwidth, GB/s")
+      ->check(positive_number("GB/s", kMaxGBps));
+  app.add_option("--host-cpu-tflops", a->host_cpu_tflops, "host CPU peak, bf16 TFLOPS")
+      ->check(positive_number("TFLOPS", kMaxTflops));
+  app.add_option("--ssd-gbps", a->ssd_gbps, "SSD read bandwidth, GB/s (0: no SSD tier)")
+      ->check(non_negative_number("GB/s; 0: no SSD tier", kMaxGBps));
+  app.add_option("--ssd-gb", a->ssd_gb, "SSD capacity for the expert store, GB")
+      ->check(positive_number("GB", kMaxGB));
+  app.add_option("--pcie-gbps", a->pcie_gbps, "PCIe bandwidth per direction, GB/s")
+      ->check(positive_number("GB/s", kMaxGBps));
+  app.add_option("--gpu-mem-gb", a->gpu_mem_gb, "GPU memory, GB")->check(positive_number("GB", kMaxGB));
   CLI::App* app_ptr = &app;
   return [a, app_ptr] { return run_plan(*a, *app_ptr); };
 }

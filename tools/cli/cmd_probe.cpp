@@ -5,6 +5,7 @@
 #include "ferry/error.h"
 #include "ferry/planner/plan_report.h"
 #include "ferry/planner/probe.h"
+#include "flag_checks.h"
 
 namespace ferry::cli {
 namespace {
@@ -44,10 +45,13 @@ int run_probe(const ProbeArgs& a) {
 
 std::function<int()> setup(CLI::App& app) {
   auto a = std::make_shared<ProbeArgs>();
-  app.add_option("--out", a->out, "profile JSON to write")->capture_default_str();
+  app.add_option("--out", a->out, "profile JSON to write")->check(non_empty_text("a file name"))->capture_default_str();
   app.add_option("--ssd-path", a->ssd_path,
                  "directory on the SSD to measure (O_DIRECT reads of a temporary file)");
-  app.add_option("--ssd-gb", a->ssd_gb, "size of that temporary file, GB")->capture_default_str();
+  // 1e5 GB keeps the byte count (ssd_gb x 1e9) far inside int64.
+  app.add_option("--ssd-gb", a->ssd_gb, "size of that temporary file, GB")
+      ->check(positive_number("GB", 1e5))
+      ->capture_default_str();
   app.add_flag("--quick", a->quick, "smaller buffers and fewer repeats (seconds instead of a minute)");
   return [a] { return run_probe(*a); };
 }

@@ -1,8 +1,26 @@
 #include "generation_options.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <limits>
+#include <thread>
+
+#include "flag_checks.h"
 
 namespace ferry::cli {
+namespace {
+
+// Upper bounds that keep every count far inside int (and its products inside int64) while allowing
+// anything a real run could use.
+constexpr int64_t kMaxBatch = 1 << 20;          // sequences decoded together
+constexpr int64_t kMaxNewTokens = 1 << 24;      // tokens generated per prompt
+constexpr int64_t kMaxKvTokens = int64_t{1} << 32;  // KV cache capacity over all sequences
+
+int64_t max_threads() {
+  return 4 * static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+}  // namespace
 
 void add_generation_options(CLI::App& app, GenerationOptions& o) {
   app.add_option("--target", o.target.target,
@@ -20,42 +38,62 @@ void add_generation_options(CLI::App& app, GenerationOptions& o) {
   app.add_option("--timeline", o.timeline_path, "pipeline targets: draw the same trace as an SVG timeline here");
   app.add_option("--expert-dtype", o.target.expert_dtype,
                  "cpu and pipeline targets: routed expert weights: bf16, int8, int4")
-      ->check(CLI::IsMember({"bf16", "int8", "int4"}))
+      ->check(one_of({"bf16", "int8", "int4"}))
       ->capture_default_str();
   app.add_option("--kv-dtype", o.target.kv_dtype, "cpu target: KV cache element type (bf16, f16, f32)")
-      ->check(CLI::IsMember({"bf16", "f16", "f32"}))
+      ->check(one_of({"bf16", "f16", "f32"}))
       ->capture_default_str();
   app.add_option("--group-size", o.target.group_size,
                  "cpu and pipeline targets: int8/int4 quantisation group (32..128)")
-      ->check(CLI::Range(32, 128))
+      ->check(count_in_range(32, 128))
       ->capture_default_str();
-  app.add_option("--threads", o.target.threads, "cpu target: threads (0: every core)")->capture_default_str();
+  const int64_t threads_max = max_threads();
+  app.add_option("--threads", o.target.threads,
+                 "cpu target: threads, 0 (the default) for every core; at most 4 x this machine's cores (" +
+                     std::to_string(threads_max) + ")")
+      ->check(count_in_range(0, threads_max,
+                             "0: every core; at most 4 x this machine's " + std::to_string(threads_max / 4) +
+                                 " cores"))
+      ->capture_default_str();
   app.add_option("--kv-tokens", o.target.kv_cache_tokens,
-                 "cpu and pipeline targets: KV cache capacity in tokens (0: auto)")
+                 "cpu and pipeline targets: KV cache capacity in tokens over all sequences, 0 (the default) "
+                 "for auto")
+      ->check(count_in_range(0, kMaxKvTokens, "0: auto"))
       ->capture_default_str();
   app.add_flag("--bf16-activations", o.target.bf16_activations,
                "cpu target: round activations to bf16 in bf16 matmuls (faster prefill, not token-exact)");
-  app.add_option("-n,--max-tokens", o.max_tokens, "Tokens to generate per prompt")->capture_default_str();
+  app.add_option("-n,--max-tokens", o.max_tokens, "Tokens to generate per prompt (at least 1)")
+      ->check(count_in_range(1, kMaxNewTokens))
+      ->capture_default_str();
   app.add_option("--temperature,--temp", o.sampling.temperature, "Sampling temperature (0: greedy)")
+      ->check(non_negative_number("0: greedy"))
       ->capture_default_str();
-  app.add_option("--top-k", o.sampling.top_k, "Keep the k most likely tokens (0: off)")->capture_default_str();
-  app.add_option("--top-p", o.sampling.top_p, "Nucleus sampling mass (1: off)")->capture_default_str();
-  app.add_option("--min-p", o.sampling.min_p, "Drop tokens below min-p x the best probability (0: off)")
+  app.add_option("--top-k", o.sampling.top_k, "Keep the k most likely tokens (0: off)")
+      ->check(count_in_range(0, std::numeric_limits<int>::max(), "0: off"))
       ->capture_default_str();
-  app.add_option("--repeat-penalty", o.sampling.repetition_penalty, "Repetition penalty (1: off)")
+  app.add_option("--top-p", o.sampling.top_p, "Nucleus sampling mass, in (0, 1] (1: off)")
+      ->check(number_in_range({0, 1, true, false}, "1: off"))
+      ->capture_default_str();
+  app.add_option("--min-p", o.sampling.min_p, "Drop tokens below min-p x the best probability, in [0, 1) (0: off)")
+      ->check(number_in_range({0, 1, false, true}, "0: off"))
+      ->capture_default_str();
+  app.add_option("--repeat-penalty", o.sampling.repetition_penalty, "Repetition penalty, > 0 (1: off)")
+      ->check(positive_number("1: off"))
       ->capture_default_str();
   app.add_option("--seed", o.sampling.seed, "Random seed (same seed, same output)")->capture_default_str();
-  app.add_option("--stop", o.stop, "Stop before this string (repeatable)");
+  app.add_option("--stop", o.stop, "Stop before this string (repeatable; not empty)")
+      ->check(non_empty_text("an empty stop string would end every output before its first token"));
   app.add_flag("--ignore-eos", o.ignore_eos, "Keep generating after the end-of-sequence token");
   app.add_flag("--no-bos", o.no_bos, "Do not add the beginning-of-sequence token");
   app.add_option("--batch", o.batch,
-                 "Sequences decoded together (default 16; on a pipeline target the policy's batch N, and "
-                 "with --policy auto this pins N)");
+                 "Sequences decoded together, at least 1 (default 16; on a pipeline target the policy's batch "
+                 "N, and with --policy auto this pins N)")
+      ->check(count_in_range(1, kMaxBatch, "leave --batch out for the default"));
 }
 
 static std::string find_bundled(const std::string& relative) {
   // Next to the source tree the binary was built from, or relative to the working directory.
-  for (const std::filesystem::path base : {std::filesystem::path(FERRY_SOURCE_DIR), std::filesystem::current_path()})
+  for (const std::filesystem::path& base : {std::filesystem::path(FERRY_SOURCE_DIR), std::filesystem::current_path()})
     if (std::filesystem::exists(base / relative)) return (base / relative).string();
   return relative;
 }
