@@ -407,6 +407,7 @@ void apply_setup_op(const Context& cx, const std::string& op_text) {
 //   jsonl FILE            every line is a JSON object and the file ends with a newline
 //   ids FILE LIST         the "id" fields are exactly LIST, each once: 1..32 or a,b,c
 //   lines FILE N          the file has N lines
+//   field_absent FILE KEY no line of the JSONL file has the field KEY (e.g. error: no request failed)
 //   stdout PHRASE         stdout contains PHRASE (case-insensitive)
 //   no_stderr PHRASE      stderr does not contain PHRASE (case-insensitive)
 
@@ -435,7 +436,7 @@ void apply_check(const Context& cx, const std::string& check, const std::string&
     need(1);
     bool there = fs::exists(cx.path(a[0]));
     if (there != (op == "exists")) throw CaseFailure(a[0] + (there ? " exists" : " does not exist"));
-  } else if (op == "jsonl" || op == "ids" || op == "lines") {
+  } else if (op == "jsonl" || op == "ids" || op == "lines" || op == "field_absent") {
     need(op == "jsonl" ? 1 : 2);
     fs::path p = cx.path(a[0]);
     if (!fs::exists(p)) throw CaseFailure(a[0] + " does not exist");
@@ -458,6 +459,8 @@ void apply_check(const Context& cx, const std::string& check, const std::string&
         throw CaseFailure(a[0] + ":" + std::to_string(i + 1) + " is not JSON: " + lines[i].substr(0, 60));
       }
       if (!j.is_object()) throw CaseFailure(a[0] + ":" + std::to_string(i + 1) + " is not an object");
+      if (op == "field_absent" && j.contains(a[1]))
+        throw CaseFailure(a[0] + ":" + std::to_string(i + 1) + " has \"" + a[1] + "\": " + j[a[1]].dump().substr(0, 120));
       if (j.contains("id")) ++seen[j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump()];
     }
     if (op == "ids") {

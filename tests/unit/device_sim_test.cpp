@@ -153,12 +153,13 @@ TEST(DeviceSim, H2DAndD2HOverlapEachOtherAndCompute) {
               [] { std::this_thread::sleep_for(std::chrono::milliseconds(40)); });
   dev->synchronize();
   const double t = seconds_since(t0);
-  EXPECT_LT(t, 0.080) << "three 40 ms tasks on three streams should overlap";
+  // serial would take 120 ms and score 0.33; the margins absorb a loaded 2-core machine
+  EXPECT_LT(t, 0.100) << "three 40 ms tasks on three streams should overlap";
   const TraceMetrics m = trace_metrics(trace);
   EXPECT_EQ(m.bytes[static_cast<int>(StreamKind::H2D)], bytes);
   EXPECT_EQ(m.bytes[static_cast<int>(StreamKind::D2H)], bytes);
   EXPECT_GT(m.busy_seconds[static_cast<int>(StreamKind::Compute)], 0.039);
-  EXPECT_GT(m.overlap_efficiency, 0.8);
+  EXPECT_GT(m.overlap_efficiency, 0.6);
 }
 
 // counters(): what each stream did, for the end-of-run metrics (no trace needed). Waiting on an event
