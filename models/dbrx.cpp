@@ -13,7 +13,8 @@ void parse(const ConfigReader& r, ModelConfig& cfg) {
   cfg.n_head = r.req_int("n_heads");
   cfg.n_vocab = r.req_int("vocab_size");
   cfg.n_head_kv = r.opt_int("attn_config.kv_n_heads", 1);  // DbrxAttentionConfig's default
-  if (cfg.n_layer <= 0) r.fail("n_layers", "must be positive");
+  if (cfg.n_layer <= 0 || cfg.n_layer > kMaxModelLayers)
+    r.fail("n_layers", "must be in [1, " + std::to_string(kMaxModelLayers) + "], got " + std::to_string(cfg.n_layer));
   if (cfg.n_head <= 0 || cfg.d_model <= 0 || cfg.d_model % cfg.n_head)
     r.fail("n_heads", "must be positive and divide d_model");
   if (cfg.n_vocab <= 0) r.fail("vocab_size", "must be positive");

@@ -13,7 +13,8 @@ void parse_hf_decoder_keys(const ConfigReader& r, ModelConfig& cfg, double defau
   cfg.n_head = r.req_int("num_attention_heads");
   cfg.n_head_kv = r.opt_int("num_key_value_heads", cfg.n_head);
   cfg.n_vocab = r.req_int("vocab_size");
-  if (cfg.n_layer <= 0) r.fail("num_hidden_layers", "must be positive");
+  if (cfg.n_layer <= 0 || cfg.n_layer > kMaxModelLayers)
+    r.fail("num_hidden_layers", "must be in [1, " + std::to_string(kMaxModelLayers) + "], got " + std::to_string(cfg.n_layer));
   if (cfg.d_model <= 0) r.fail("hidden_size", "must be positive");
   if (cfg.n_head <= 0) r.fail("num_attention_heads", "must be positive");
   if (cfg.n_head_kv <= 0 || cfg.n_head % cfg.n_head_kv != 0)

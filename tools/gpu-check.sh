@@ -14,6 +14,8 @@
 #   pipeline  a ~0.86 GB Mixtral-shaped model (make_model) on a device capacity too small to hold its experts
 #             (they stream over PCIe): ferry run --metrics; H2D GB/s, overlap efficiency, tokens/s beside the
 #             planner's prediction; the same on sim:l4 (an emulated L4 of that capacity) for comparison
+#   memcheck  compute-sanitizer memcheck over a small streaming run (1 expert per layer resident, the rest
+#             streamed) and over generate on one oracle model: no invalid access, no CUDA API error
 #   probe     ferry probe --quick: the GPU's measured PCIe, memory bandwidth and bf16 GEMM figures
 #   report    gpu-check-report.md (repo root; $OUT/gpu-check-report.md when OUT is set)
 #
@@ -26,6 +28,7 @@
 #   GPU_CHECK_TARGET    cuda. sim:l4 runs generate and pipeline on the emulated device, no GPU needed
 #                       (a dry run of the script: BUILD_DIR=build GPU_CHECK_TARGET=sim:l4 ... generate pipeline)
 #   PIPELINE_TARGET     the pipeline step's device target (default: cuda,capacity=<bytes computed below>)
+#   PIPELINE_SIM        1: the pipeline step also runs the sim:l4 comparison; 0 skips it (saves GPU-machine time)
 #   PROBE_ARGS          --quick (set it empty for the full, minute-long probe)
 # Exit status: 0 when no step failed (and when there is no GPU), 1 when one did, 2 for a bad argument.
 # shellcheck disable=SC2317  # the steps are called as "step_$name", which shellcheck cannot follow
@@ -47,7 +50,7 @@ fi
 RESULTS=$WORK/results.tsv             # step <TAB> status <TAB> summary <TAB> log <TAB> time, one line per step run
 SCRATCH=$BUILD_DIR/gpu-check-scratch  # the generated model and prompts: never under $OUT (too large to send back)
 FERRY=$BUILD_DIR/ferry
-ALL_STEPS=(gpu deps build ops generate pipeline probe report)
+ALL_STEPS=(gpu deps build ops generate pipeline memcheck probe report)
 PROMPT="The quick brown fox jumps over the lazy dog."
 L4_BYTES=$((24 * 1024 * 1024 * 1024))  # the l4 hardware preset's memory (src/planner/hardware_presets.cpp)
 
@@ -392,7 +395,9 @@ step_pipeline() {
     lines+=("$line")
   fi
   # the emulated L4 of the same capacity, for comparison (a failure here is recorded, not fatal to the GPU result)
-  if ! line=$(run_pipeline sim "sim:l4,scale=$scale" "$model" "$prompts"); then
+  if [[ ${PIPELINE_SIM:-1} == 0 ]]; then
+    line="sim comparison skipped (PIPELINE_SIM=0)"
+  elif ! line=$(run_pipeline sim "sim:l4,scale=$scale" "$model" "$prompts"); then
     if [[ $TARGET == *cuda* ]]; then
       line="$line (the sim comparison only: not counted as a failure)"
     else
@@ -404,6 +409,86 @@ step_pipeline() {
   local joined
   joined=$(printf '%s | ' "${lines[@]}")
   record pipeline "$status" "capacity $capacity B; ${joined% | }" "$failed_log"
+}
+
+# a policy for MODEL that keeps one expert per layer on the device and streams the others: written from the
+# planner's own (ferry plan --json), so every other field is one the executor accepts
+streaming_policy() {
+  local model=$1 out=$2
+  "$FERRY" plan --model "$model" --hw l4 --prompt-len 32 --gen-len 8 --json >"$out.plan" || return 1
+  py '
+import json, sys
+p = json.load(open(sys.argv[1]))
+e = p["experts"]
+L = len(e["gpu_per_layer"])
+E = e["gpu_per_layer"][0] + e["dram_per_layer"][0] + e["ssd_per_layer"][0]
+e["gpu_per_layer"], e["dram_per_layer"], e["ssd_per_layer"] = [1] * L, [E - 1] * L, [0] * L
+p["batch_size"], p["micro_batch"] = 8, 4
+p["devices"]["attention"], p["devices"]["ffn"] = "cpu", "gpu"
+p["kv"]["gpu_share"] = 0.0
+json.dump(p, open(sys.argv[2], "w"), indent=1)
+' "$out.plan" "$out"
+}
+
+step_memcheck() {
+  need_gpu memcheck || return
+  need_binary memcheck "$FERRY" || return
+  need_binary memcheck "$BUILD_DIR/make_model" || return
+  local -a sanitizer=()
+  if [[ $TARGET == *cuda* ]]; then
+    local cs
+    cs=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -n 1)
+    if [[ -z $cs ]]; then
+      record memcheck skipped "compute-sanitizer not found"
+      return
+    fi
+    sanitizer=("$cs" --tool memcheck --error-exitcode 3 --print-limit 20)
+  fi
+  local model=$SCRATCH/tiny-8x512 prompts=$SCRATCH/prompts-8.txt policy=$SCRATCH/streaming-policy.json
+  local log=$WORK/memcheck.log secs rc
+  mkdir -p "$SCRATCH"
+  : >"$log"
+  if [[ ! -f $model/.complete ]]; then
+    "$BUILD_DIR/make_model" --out "$model" --layers 2 --hidden 256 --heads 4 --kv-heads 2 --experts 8 --top-k 2 \
+      --expert-width 512 --vocab 32000 --context 512 --seed 2 >>"$log" 2>&1 || {
+      record memcheck fail "make_model failed" "$log"
+      return
+    }
+    touch "$model/.complete"
+  fi
+  write_prompts "$prompts.all"
+  head -n 8 "$prompts.all" >"$prompts"
+  if ! streaming_policy "$model" "$policy" >>"$log" 2>&1; then
+    record memcheck fail "could not write the streaming policy" "$log"
+    return
+  fi
+  local -a done_runs=()
+  secs=$(limit 150)
+  echo "== streaming run: ${sanitizer[*]} ferry run --target $TARGET --policy $policy" >>"$log"
+  timeout --kill-after=10 "$secs" "${sanitizer[@]}" "$FERRY" run --model "$model" --prompts "$prompts" -n 8 \
+    --target "$TARGET" --policy "$policy" -o "$SCRATCH/memcheck-results.jsonl" --no-progress >>"$log" 2>&1
+  rc=$?
+  if ((rc != 0)); then
+    record memcheck fail "streaming run: $(failure_line "$rc" "$secs" "$log")" "$log"
+    return
+  fi
+  done_runs+=("streaming run (1 of 8 experts resident per layer)")
+  local oracle=tests/data/oracles/mixtral_spm
+  secs=$(limit 120)
+  echo "== generate: ${sanitizer[*]} ferry generate --model $oracle --target $TARGET" >>"$log"
+  timeout --kill-after=10 "$secs" "${sanitizer[@]}" "$FERRY" generate --model "$oracle" --prompt "$PROMPT" -n 8 \
+    --target "$TARGET" --temperature 0 --ignore-eos >>"$log" 2>&1
+  rc=$?
+  if ((rc != 0)); then
+    record memcheck fail "generate on $oracle: $(failure_line "$rc" "$secs" "$log")" "$log"
+    return
+  fi
+  done_runs+=("generate on mixtral_spm")
+  local errors
+  errors=$(grep -o 'ERROR SUMMARY: [0-9]* error' "$log" | tr '\n' ';')
+  local label="no sanitizer (target $TARGET)"
+  ((${#sanitizer[@]})) && label="memcheck clean"
+  record memcheck pass "$label: $(IFS=,; echo "${done_runs[*]}")${errors:+ ($errors)}" "$log"
 }
 
 step_probe() {

@@ -37,6 +37,10 @@ struct RopeConfig {
   double longrope_short_mscale = 0.0, longrope_long_mscale = 0.0;  // 0: derive from the factor
 };
 
+// The most layers a config may declare (the deepest published MoE has under 100): larger counts are typos
+// or hostile files, and would make per-layer work run for minutes.
+inline constexpr int kMaxModelLayers = 4096;
+
 struct ModelConfig {
   Family family = Family::Mixtral;
   std::string model_type;      // config.json "model_type", e.g. "mixtral"

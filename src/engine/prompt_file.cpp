@@ -3,6 +3,8 @@
 #include <climits>
 #include <cstdio>
 #include <fstream>
+#include <string>
+#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
@@ -91,12 +93,27 @@ std::vector<PromptRecord> read_prompt_file(const std::filesystem::path& path) {
       if (!j.is_object() || !j.contains("prompt") || !j["prompt"].is_string())
         throw Error(where + ": expected an object with a string \"prompt\" field");
       r.text = j["prompt"].get<std::string>();
-      if (j.contains("id")) r.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
+      if (j.contains("id")) {
+        r.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
+        if (r.id.empty() || r.id.find_first_not_of(" \t") == std::string::npos)
+          throw Error(where + ": \"id\" is empty; give each prompt a non-empty id, or leave \"id\" out to use "
+                      "the line number");
+      }
       if (j.contains("max_tokens")) r.max_tokens = max_tokens_field(j["max_tokens"], where);
     }
     out.push_back(std::move(r));
   }
   if (out.empty()) throw Error("prompt file " + path.string() + " holds no prompts");
+  // Results are matched to prompts by id (--resume, the results file): two prompts with one id would share a
+  // result. A prompt without "id" takes its line number, so an explicit id may not equal another's line.
+  std::unordered_map<std::string, int> first_line;
+  for (const PromptRecord& r : out) {
+    auto [it, fresh] = first_line.emplace(r.id, r.line);
+    if (!fresh)
+      throw Error(path.string() + ":" + std::to_string(r.line) + ": id \"" + r.id + "\" is also the id of line " +
+                  std::to_string(it->second) +
+                  " (a prompt without \"id\" takes its line number); ids must be unique in the file");
+  }
   return out;
 }
 

@@ -2,6 +2,7 @@
 // adapter from model_type, checks what every MoE decoder needs, and computes the derived sizes.
 #include "ferry/model_config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -14,6 +15,51 @@
 
 namespace ferry {
 namespace {
+
+// Bounds far above any published model that keep every derived size (ModelConfig's int and int64 methods)
+// from overflowing, and keep the planner's per-layer loops short: a config that passes describes a model
+// that could exist. Checked before any derived size is computed.
+constexpr int64_t kMaxExperts = 1 << 16;
+constexpr int64_t kMaxVocab = 1 << 24;
+constexpr int64_t kMaxWidth = 1 << 18;        // any one hidden, head, rank or MLP width
+constexpr int64_t kMaxAttentionWidth = 1 << 20;  // n_head x head width
+constexpr double kMaxParams = 1e15;           // some 5000 times the largest MoE published
+
+template <typename Fail>
+void check_sizes_are_sane(const ModelConfig& cfg, const Fail& fail) {
+  auto bound = [&](int64_t v, int64_t max, const char* what) {
+    if (v > max)
+      fail(std::string(what) + " is " + std::to_string(v) + ", above the " + std::to_string(max) +
+           " ferry accepts; check config.json");
+  };
+  bound(cfg.n_layer, kMaxModelLayers, "the layer count");
+  bound(cfg.n_expert, kMaxExperts, "the routed-expert count");
+  bound(cfg.n_vocab, kMaxVocab, "the vocabulary size");
+  const struct {
+    int v;
+    const char* what;
+  } widths[] = {{cfg.d_model, "the hidden size"},         {cfg.n_head, "the attention-head count"},
+                {cfg.head_dim, "the head width"},          {cfg.d_expert, "the expert width"},
+                {cfg.d_ff_dense, "the dense MLP width"},   {cfg.d_shared, "the shared-expert width"},
+                {cfg.q_lora_rank, "q_lora_rank"},          {cfg.kv_lora_rank, "kv_lora_rank"},
+                {cfg.qk_nope_head_dim, "qk_nope_head_dim"}, {cfg.qk_rope_head_dim, "qk_rope_head_dim"},
+                {cfg.v_head_dim, "v_head_dim"}};
+  for (const auto& w : widths) bound(w.v, kMaxWidth, w.what);
+  const int64_t head_width = cfg.attention == AttentionKind::Mla
+                                 ? int64_t{cfg.qk_nope_head_dim} + cfg.qk_rope_head_dim
+                                 : int64_t{cfg.head_dim};
+  bound(int64_t{cfg.n_head} * head_width, kMaxAttentionWidth, "the attention width (heads x head width)");
+  bound(int64_t{cfg.n_head} * std::max(cfg.v_head_dim, 0), kMaxAttentionWidth, "the attention output width");
+  // Each factor is bounded above, so these products fit an int64; their sum is checked as a double.
+  const double params = static_cast<double>(cfg.n_layer) * static_cast<double>(cfg.params_attention_layer()) +
+                        static_cast<double>(cfg.n_layer) * cfg.n_expert * static_cast<double>(cfg.params_per_expert()) +
+                        3.0 * cfg.n_layer * cfg.d_model * (double{1} * cfg.d_shared + cfg.d_ff_dense) +
+                        2.0 * cfg.n_vocab * cfg.d_model;
+  if (params > kMaxParams)
+    fail("the sizes describe a model of " + std::to_string(static_cast<long long>(params / 1e12)) +
+         " trillion parameters, above the " + std::to_string(static_cast<long long>(kMaxParams / 1e12)) +
+         " trillion ferry accepts; check config.json");
+}
 
 // What the generic decoder relies on, whatever the family.
 void check_moe_fields(const ConfigReader& r, ModelConfig& cfg) {
@@ -35,6 +81,7 @@ void check_moe_fields(const ConfigReader& r, ModelConfig& cfg) {
   // turn every hidden state into NaN, and the model would generate nothing without a word.
   require_positive(cfg.norm_eps, r.source() + ": key 'rms_norm_eps'",
                    "the normalisation epsilon, e.g. 1e-5 or 1e-6; fix config.json", 1.0);
+  check_sizes_are_sane(cfg, fail);
 }
 
 }  // namespace

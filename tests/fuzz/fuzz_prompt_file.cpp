@@ -1,5 +1,6 @@
 // libFuzzer target: any byte string given as a prompt file (`ferry run --prompts`, `ferry generate
-// --prompts`) either reads into records that keep their documented invariants, or is a ferry::Error --
+// --prompts`) either reads into records that keep their documented invariants (one per non-blank line, in
+// order, UTF-8 text, a unique non-empty id, max_tokens >= 1), or is a ferry::Error --
 // never a crash, a hang, undefined behaviour or another exception. The first byte picks the file name
 // (low bit set: prompts.jsonl, read as JSONL whatever the lines hold; clear: prompts.txt, JSONL only
 // when the first non-blank line starts with '{'); the rest is the file's content.
@@ -10,6 +11,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
+#include <string>
 #include <vector>
 
 #include "ferry/error.h"
@@ -36,11 +39,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   check(!records.empty());
+  std::set<std::string> ids;  // each result is found by its id (--resume): ids are unique
   int previous_line = 0;
   for (const ferry::PromptRecord& r : records) {
     check(r.line > previous_line);  // one record per line, in file order
     previous_line = r.line;
-    check(!r.id.empty());
+    check(!r.id.empty() && ids.insert(r.id).second);
     check(ferry::utf8::is_valid(r.text));  // what the tokenizer accepts
     check(!r.max_tokens || *r.max_tokens >= 1);
   }

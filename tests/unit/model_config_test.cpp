@@ -485,5 +485,35 @@ TEST(ModelConfig, EveryRealConfigUnderModelsConfigsParses) {
   }
 }
 
+// Sizes no model has are refused before any derived size is computed: 2^31 - 1 wide layers overflowed
+// 3 * D * F in int64, and 10^8 layers kept ferry plan busy for minutes.
+TEST(ModelConfig, AbsurdSizesAreRefusedNamingTheKeyOrTheTotal) {
+  json j = mixtral_8x7b();
+  j["num_hidden_layers"] = 100000;
+  std::string msg = parse_error(j);
+  EXPECT_NE(msg.find("num_hidden_layers"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("4096"), std::string::npos) << msg;
+  j = mixtral_8x7b();
+  j["hidden_size"] = 2147483640;
+  j["intermediate_size"] = 2147483647;
+  j["num_attention_heads"] = 8;
+  j["num_key_value_heads"] = 8;
+  msg = parse_error(j);
+  EXPECT_NE(msg.find("hidden size"), std::string::npos) << msg;
+  // every width within bounds, but 4096 layers of 65536 experts of width 2^18: 10^19 parameters
+  j = mixtral_8x7b();
+  j["num_hidden_layers"] = 4096;
+  j["num_local_experts"] = 65536;
+  j["intermediate_size"] = 1 << 18;
+  msg = parse_error(j);
+  EXPECT_NE(msg.find("trillion parameters"), std::string::npos) << msg;
+  // the largest published shapes still load: 61 layers, 256 experts, vocabulary 256k (DeepSeek-V3-like)
+  j = mixtral_8x7b();
+  j["num_hidden_layers"] = 61;
+  j["num_local_experts"] = 256;
+  j["vocab_size"] = 256000;
+  EXPECT_EQ(parse_model_config(j, "config.json").n_expert, 256);
+}
+
 }  // namespace
 }  // namespace ferry

@@ -80,5 +80,27 @@ TEST_F(PromptFileTest, InvalidUtf8InAJsonlLineNamesFileAndLine) {
   EXPECT_NE(msg.find("p.jsonl:2"), std::string::npos) << msg;
 }
 
+// Results are found by id (--resume): an id shared by two prompts would let one result stand for both.
+TEST_F(PromptFileTest, RepeatedOrEmptyIdsAreRefusedNamingBothLines) {
+  std::string msg = error_for("p.jsonl", "{\"prompt\":\"a\",\"id\":\"x\"}\n\n{\"prompt\":\"b\",\"id\":\"x\"}\n");
+  EXPECT_NE(msg.find("p.jsonl:3"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("line 1"), std::string::npos) << msg;
+  // a line without "id" takes its line number, which an explicit id may not take too
+  msg = error_for("p.jsonl", "{\"prompt\":\"a\",\"id\":\"2\"}\n{\"prompt\":\"b\"}\n");
+  EXPECT_NE(msg.find("p.jsonl:2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("\"2\""), std::string::npos) << msg;
+  for (const std::string id : {"\"\"", "\"  \""}) {
+    msg = error_for("p.jsonl", "{\"prompt\":\"a\",\"id\":" + id + "}\n");
+    EXPECT_NE(msg.find("p.jsonl:1"), std::string::npos) << id << ": " << msg;
+    EXPECT_NE(msg.find("empty"), std::string::npos) << id << ": " << msg;
+  }
+  // distinct explicit ids, numeric ones and line numbers that do not collide are fine
+  auto r = read_prompt_file(write("ok.jsonl", "{\"prompt\":\"a\",\"id\":7}\n{\"prompt\":\"b\"}\n{\"prompt\":\"c\",\"id\":\"x\"}\n"));
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_EQ(r[0].id, "7");
+  EXPECT_EQ(r[1].id, "2");
+  EXPECT_EQ(r[2].id, "x");
+}
+
 }  // namespace
 }  // namespace ferry
