@@ -13,6 +13,9 @@
 #include "ferry/model_config.h"
 
 namespace ferry {
+namespace experts {
+struct StoreManifest;
+}
 
 // Canonical weights of the generic MoE decoder. Shapes (legend in model_config.h):
 enum class WeightKind {
@@ -104,6 +107,7 @@ class Checkpoint {
  public:
   // Opens DIR: reads config.json, maps model.safetensors or the shards listed in
   // model.safetensors.index.json, validates every header. Throws ferry::Error naming the file.
+  // A packed store directory (ferry-store.json) opens too: its weights are the packed ones, dequantised.
   static std::unique_ptr<Checkpoint> open(const std::filesystem::path& dir);
   virtual ~Checkpoint() = default;
 
@@ -115,7 +119,9 @@ class Checkpoint {
   // checks that the stored shape matches the canonical shape from the config.
   virtual TensorView view(const WeightId& id) const = 0;
   // The tensor converted to fp32 (BF16/F16/F32 sources), canonical shape.
-  std::vector<float> f32(const WeightId& id) const;
+  virtual std::vector<float> f32(const WeightId& id) const;
+  // The packed store behind this checkpoint (a directory made by ferry convert), or null.
+  virtual const experts::StoreManifest* packed_store() const { return nullptr; }
 
   virtual ExpertLayout expert_layout() const = 0;
   // Every tensor in the checkpoint's files (rotary_emb.inv_freq buffers excluded), by name.

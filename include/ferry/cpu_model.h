@@ -43,6 +43,9 @@
 #include "ferry/reference_model.h"
 
 namespace ferry {
+namespace experts {
+struct StoreManifest;
+}
 
 // Error bounds of the cpu target vs the fp32 reference (see "Numerics" above).
 struct LogitErrorBound {
@@ -111,6 +114,8 @@ class WeightSource {
   virtual const ModelConfig& config() const = 0;
   virtual bool has(const WeightId& id) const = 0;
   virtual std::vector<float> f32(const WeightId& id) const = 0;
+  // The packed store behind this source, when it is one (the cpu target then maps it instead of packing).
+  virtual const experts::StoreManifest* packed_store() const { return nullptr; }
 };
 
 // The weights of an open checkpoint (which must outlive the source).

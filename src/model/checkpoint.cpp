@@ -12,6 +12,8 @@
 #include <unordered_set>
 
 #include "ferry/error.h"
+#include "experts/store_checkpoint.h"
+#include "ferry/experts/packed_store.h"
 #include "model/checkpoint_files.h"
 #include "models/family_adapter.h"
 
@@ -283,6 +285,7 @@ std::unique_ptr<Checkpoint> Checkpoint::open(const fs::path& dir) {
     throw Error("'" + dir.string() +
                 "' is not a directory; pass the model directory holding config.json and the "
                 "*.safetensors files");
+  if (experts::is_packed_store(dir)) return experts::open_store_checkpoint(dir);
   ModelConfig cfg = load_model_config(dir);
   CheckpointFiles files;
   try {

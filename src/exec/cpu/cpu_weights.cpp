@@ -82,7 +82,7 @@ void check_options(const CpuModelOptions& o) {
 
 }  // namespace
 
-CpuWeights load_cpu_weights(const WeightSource& source, const CpuModelOptions& options) {
+CpuWeights pack_globals(const WeightSource& source, const CpuModelOptions& options) {
   check_options(options);
   const ModelConfig& c = source.config();
   if (c.attention != AttentionKind::Gqa)
@@ -91,7 +91,6 @@ CpuWeights load_cpu_weights(const WeightSource& source, const CpuModelOptions& o
   Packer pk{source, c};
   CpuWeights w;
   w.config = c;
-
   std::vector<float> embed = pk.vec(WeightKind::Embed);
   bool bf16_exact = true;
   for (float v : embed) bf16_exact = bf16_exact && bf16_to_f32(f32_to_bf16(v)) == v;
@@ -105,39 +104,58 @@ CpuWeights load_cpu_weights(const WeightSource& source, const CpuModelOptions& o
   w.final_norm_bias = pk.optional_vec(WeightKind::FinalNormBias);
   w.lm_head = pk.matrix({WeightKind::LmHead, -1, -1}, DType::BF16);
   w.lm_head_bias = pk.optional_vec(WeightKind::LmHeadBias);
-
   w.layers.resize(c.n_layer);
-  for (int l = 0; l < c.n_layer; ++l) {
-    CpuLayerWeights& L = w.layers[l];
-    L.attn_norm = pk.vec(WeightKind::AttnNorm, l);
-    L.attn_norm_bias = pk.optional_vec(WeightKind::AttnNormBias, l);
-    L.ffn_norm = pk.vec(WeightKind::FfnNorm, l);
-    L.ffn_norm_bias = pk.optional_vec(WeightKind::FfnNormBias, l);
-    pk.qkv(l, L);
-    L.wo = pk.matrix({WeightKind::Wo, l, -1}, DType::BF16);
-    L.bo = pk.optional_vec(WeightKind::Bo, l);
-    if (c.qk_norm != QkNorm::None) {
-      L.q_norm = pk.vec(WeightKind::QNorm, l);
-      L.k_norm = pk.vec(WeightKind::KNorm, l);
-    }
-    L.is_moe = c.layer_is_moe.at(l);
-    if (L.is_moe) {
-      L.router = pk.matrix({WeightKind::Router, l, -1}, DType::F32);
+  return w;
+}
+
+PackedMlp pack_expert(const WeightSource& source, int layer, int expert, DType dtype, int group_size) {
+  Packer pk{source, source.config()};
+  return pk.mlp(WeightKind::ExpertGate, WeightKind::ExpertUp, WeightKind::ExpertDown, layer, expert, dtype,
+                group_size);
+}
+
+CpuLayerWeights pack_layer(const WeightSource& source, const CpuModelOptions& options, int l, bool with_experts) {
+  const ModelConfig& c = source.config();
+  Packer pk{source, c};
+  CpuLayerWeights L;
+  L.attn_norm = pk.vec(WeightKind::AttnNorm, l);
+  L.attn_norm_bias = pk.optional_vec(WeightKind::AttnNormBias, l);
+  L.ffn_norm = pk.vec(WeightKind::FfnNorm, l);
+  L.ffn_norm_bias = pk.optional_vec(WeightKind::FfnNormBias, l);
+  pk.qkv(l, L);
+  L.wo = pk.matrix({WeightKind::Wo, l, -1}, DType::BF16);
+  L.bo = pk.optional_vec(WeightKind::Bo, l);
+  if (c.qk_norm != QkNorm::None) {
+    L.q_norm = pk.vec(WeightKind::QNorm, l);
+    L.k_norm = pk.vec(WeightKind::KNorm, l);
+  }
+  L.is_moe = c.layer_is_moe.at(l);
+  if (L.is_moe) {
+    L.router = pk.matrix({WeightKind::Router, l, -1}, DType::F32);
+    if (with_experts) {
       L.experts.reserve(c.n_expert);
       for (int e = 0; e < c.n_expert; ++e)
-        L.experts.push_back(pk.mlp(WeightKind::ExpertGate, WeightKind::ExpertUp, WeightKind::ExpertDown, l, e,
-                                   options.expert_dtype, options.group_size));
-      if (c.d_shared > 0) {
-        L.shared = pk.mlp(WeightKind::SharedGate, WeightKind::SharedUp, WeightKind::SharedDown, l, -1,
-                          DType::BF16, cpu::kDefaultGroupSize);
-        if (c.shared_expert_gated)
-          L.shared_gate = pk.matrix({WeightKind::SharedExpertGate, l, -1}, DType::F32);
-      }
-    } else {
-      L.dense = pk.mlp(WeightKind::DenseGate, WeightKind::DenseUp, WeightKind::DenseDown, l, -1, DType::BF16,
-                       cpu::kDefaultGroupSize);
+        L.experts.push_back(pack_expert(source, l, e, options.expert_dtype, options.group_size));
     }
+    if (c.d_shared > 0) {
+      L.shared = pk.mlp(WeightKind::SharedGate, WeightKind::SharedUp, WeightKind::SharedDown, l, -1, DType::BF16,
+                        cpu::kDefaultGroupSize);
+      if (c.shared_expert_gated) L.shared_gate = pk.matrix({WeightKind::SharedExpertGate, l, -1}, DType::F32);
+    }
+  } else {
+    L.dense = pk.mlp(WeightKind::DenseGate, WeightKind::DenseUp, WeightKind::DenseDown, l, -1, DType::BF16,
+                     cpu::kDefaultGroupSize);
   }
+  return L;
+}
+
+CpuWeights load_cpu_weights(const WeightSource& source, const CpuModelOptions& options) {
+  if (const experts::StoreManifest* store = source.packed_store()) {
+    check_options(options);
+    if (CpuWeights w; load_from_store(*store, options, w)) return w;
+  }
+  CpuWeights w = pack_globals(source, options);
+  for (int l = 0; l < w.config.n_layer; ++l) w.layers[l] = pack_layer(source, options, l, true);
   return w;
 }
 
@@ -223,6 +241,7 @@ class CheckpointWeightSource : public WeightSource {
   const ModelConfig& config() const override { return ckpt_.config(); }
   bool has(const WeightId& id) const override { return ckpt_.has(id); }
   std::vector<float> f32(const WeightId& id) const override { return ckpt_.f32(id); }
+  const experts::StoreManifest* packed_store() const override { return ckpt_.packed_store(); }
 
  private:
   const Checkpoint& ckpt_;

@@ -18,6 +18,7 @@
 #include "exec/kv_cache.h"
 #include "ferry/device.h"
 #include "ferry/exec/layer_ops.h"
+#include "ferry/exec/expert_image.h"
 #include "ferry/exec/model_weights.h"
 #include "ferry/exec/pipelined_model.h"
 #include "ferry/rope_frequencies.h"
@@ -32,10 +33,6 @@ T* typed(Device& d, BufferId b) {
 // Where each array of an expert lies inside its image (gate, up, down: data, scales, zeros), and the
 // image's bytes. Every routed expert of a model has the same shape and precision, so one layout serves
 // the store, the ring and the resident experts, and an expert moves as one contiguous copy.
-struct ExpertImage {
-  size_t offset[9] = {};  // [matrix * 3 + array], array 0 data, 1 scales, 2 zeros
-  size_t bytes = 0;
-};
 
 struct PipelinedModel::Impl {
   // ---- fixed at construction ----

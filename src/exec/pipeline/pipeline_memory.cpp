@@ -74,43 +74,6 @@ class Placer {
   bool placing_ = false;
 };
 
-const cpu::PackedMatrix& matrix_of(const MlpWeights& m, int i) { return i == 0 ? m.gate : i == 1 ? m.up : m.down; }
-
-ExpertImage image_layout(const MlpWeights& proto) {
-  ExpertImage img;
-  for (int i = 0; i < 3; ++i) {
-    const cpu::PackedMatrix& m = matrix_of(proto, i);
-    const size_t sizes[3] = {m.data.size(), m.scales.size(), m.zeros.size()};
-    for (int a = 0; a < 3; ++a) {
-      img.offset[i * 3 + a] = img.bytes;
-      img.bytes += align_up(sizes[a]);
-    }
-  }
-  return img;
-}
-
-// Views of an expert image at `base` (device or host memory), shaped like `proto`.
-MlpWeights image_view(const MlpWeights& proto, const ExpertImage& img, std::byte* base) {
-  auto at = [&](int i, int a, size_t size) -> void* { return size ? base + img.offset[i * 3 + a] : nullptr; };
-  MlpWeights v;
-  cpu::PackedMatrix* out[3] = {&v.gate, &v.up, &v.down};
-  for (int i = 0; i < 3; ++i) {
-    const cpu::PackedMatrix& m = matrix_of(proto, i);
-    *out[i] = cpu::packed_view(m, at(i, 0, m.data.size()), at(i, 1, m.scales.size()), at(i, 2, m.zeros.size()));
-  }
-  return v;
-}
-
-// The host image of an expert: its arrays copied to their offsets.
-void write_image(const MlpWeights& m, const ExpertImage& img, std::byte* dst) {
-  for (int i = 0; i < 3; ++i) {
-    const cpu::PackedMatrix& p = matrix_of(m, i);
-    const cpu::AlignedBytes* arrays[3] = {&p.data, &p.scales, &p.zeros};
-    for (int a = 0; a < 3; ++a)
-      if (arrays[a]->size()) std::memcpy(dst + img.offset[i * 3 + a], arrays[a]->data(), arrays[a]->size());
-  }
-}
-
 }  // namespace
 
 PipelinedModel::Impl::Impl(const WeightSource& weights, Device& device, const planner::Policy& p,

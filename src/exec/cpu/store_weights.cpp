@@ -1,0 +1,134 @@
+// The cpu target's weights from a packed store: the store's files are mapped and every packed matrix is a
+// view of the mapping, so a load is a few mmap calls and a checksum pass over the dense weights, not a repack.
+#include <zstd.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "exec/cpu/cpu_weights.h"
+#include "experts/mapped_file.h"
+#include "ferry/error.h"
+#include "ferry/experts/chunk_reader.h"
+
+namespace ferry::cpu_target {
+
+namespace {
+
+using experts::MappedFile;
+using experts::StoreArray;
+using experts::StoreMatrix;
+
+struct StoreMapping {
+  std::unique_ptr<MappedFile> dense, experts;
+  std::vector<cpu::AlignedBytes> decompressed;  // zstd chunks, one image each
+};
+
+// A PackedMatrix of m's shape viewing `base + offsets`.
+cpu::PackedMatrix matrix_view(const StoreMatrix& m, const uint8_t* base) {
+  cpu::PackedMatrix shape;
+  shape.dtype = m.dtype;
+  shape.rows = m.rows;
+  shape.cols = m.cols;
+  shape.cols_padded = m.cols_padded;
+  shape.group_size = m.group_size;
+  shape.scale_dtype = m.scale_dtype;
+  auto* b = const_cast<uint8_t*>(base);
+  shape.data = cpu::AlignedBytes::view(nullptr, m.data.bytes);
+  shape.scales = cpu::AlignedBytes::view(nullptr, m.scales.bytes);
+  shape.zeros = cpu::AlignedBytes::view(nullptr, m.zeros.bytes);
+  return cpu::packed_view(shape, m.data.bytes ? b + m.data.offset : nullptr,
+                          m.scales.bytes ? b + m.scales.offset : nullptr, m.zeros.bytes ? b + m.zeros.offset : nullptr);
+}
+
+}  // namespace
+
+bool load_from_store(const experts::StoreManifest& s, const CpuModelOptions& options, CpuWeights& w) {
+  const experts::ExpertTierFile* tier = s.expert_file(options.expert_dtype, options.group_size);
+  if (!tier) return false;
+  const ModelConfig& c = s.config;
+  if (c.attention != AttentionKind::Gqa)
+    throw Error("the cpu target does not support " + std::string(family_name(c.family)) +
+                " (multi-head latent attention) yet; `ferry plan` and `ferry inspect` work for it");
+  auto map = std::make_shared<StoreMapping>();
+  map->dense = std::make_unique<MappedFile>(s.dir / s.dense_file);
+  const uint8_t* d = map->dense->data();
+  if (experts::xxhash64(d, map->dense->size()) != s.dense_xxh64)
+    throw Error((s.dir / s.dense_file).string() + ": checksum mismatch (the file is damaged); convert the model again");
+  map->experts = std::make_unique<MappedFile>(s.dir / tier->file);
+
+  w.config = c;
+  auto vec = [&](const std::string& name) {
+    std::vector<float> v;
+    if (auto it = s.vectors.find(name); it != s.vectors.end()) {
+      v.resize(it->second.bytes / sizeof(float));
+      std::memcpy(v.data(), d + it->second.offset, v.size() * sizeof(float));
+    }
+    return v;
+  };
+  auto mat = [&](const std::string& name) {
+    auto it = s.matrices.find(name);
+    return it == s.matrices.end() ? cpu::PackedMatrix{} : matrix_view(it->second, d);
+  };
+  if (s.embed_dtype == DType::BF16) {
+    w.embed_bf16.resize(s.embed.bytes / 2);
+    std::memcpy(w.embed_bf16.data(), d + s.embed.offset, s.embed.bytes);
+  } else {
+    w.embed_f32.resize(s.embed.bytes / 4);
+    std::memcpy(w.embed_f32.data(), d + s.embed.offset, s.embed.bytes);
+  }
+  w.final_norm = vec("final_norm");
+  w.final_norm_bias = vec("final_norm_bias");
+  w.lm_head = mat("lm_head");
+  w.lm_head_bias = vec("lm_head_bias");
+  w.layers.resize(c.n_layer);
+  MlpWeights proto;
+  proto.gate = matrix_view(tier->gate, nullptr);
+  proto.up = matrix_view(tier->up, nullptr);
+  proto.down = matrix_view(tier->down, nullptr);
+  ZSTD_DCtx* zctx = nullptr;
+  for (int l = 0; l < c.n_layer; ++l) {
+    CpuLayerWeights& L = w.layers[l];
+    const std::string p = "layers." + std::to_string(l) + ".";
+    L.attn_norm = vec(p + "attn_norm");
+    L.attn_norm_bias = vec(p + "attn_norm_bias");
+    L.ffn_norm = vec(p + "ffn_norm");
+    L.ffn_norm_bias = vec(p + "ffn_norm_bias");
+    L.wqkv = mat(p + "wqkv");
+    L.bqkv = vec(p + "bqkv");
+    L.wo = mat(p + "wo");
+    L.bo = vec(p + "bo");
+    L.q_norm = vec(p + "q_norm");
+    L.k_norm = vec(p + "k_norm");
+    L.is_moe = c.layer_is_moe.at(l);
+    L.router = mat(p + "router");
+    L.shared = {mat(p + "shared.gate"), mat(p + "shared.up"), mat(p + "shared.down")};
+    L.shared_gate = mat(p + "shared_gate");
+    L.dense = {mat(p + "dense.gate"), mat(p + "dense.up"), mat(p + "dense.down")};
+    if (!L.is_moe) continue;
+    for (int e = 0; e < c.n_expert; ++e) {
+      const experts::ExpertChunk* k = tier->find(l, e);
+      FERRY_ASSERT(k);  // read_store_manifest checked the chunk count
+      const uint8_t* image = map->experts->data() + k->offset;
+      if (k->codec == experts::ChunkCodec::Zstd) {
+        if (!zctx) zctx = ZSTD_createDCtx();
+        cpu::AlignedBytes out(tier->image.bytes);
+        const size_t n = ZSTD_decompressDCtx(zctx, out.data(), out.size(), image, k->payload_bytes);
+        if (ZSTD_isError(n) || n != tier->image.bytes) {
+          ZSTD_freeDCtx(zctx);
+          throw Error((s.dir / tier->file).string() + ": expert chunk (layer " + std::to_string(l) + ", expert " +
+                      std::to_string(e) + ") at offset " + std::to_string(k->offset) +
+                      " does not decompress; convert the model again");
+        }
+        image = out.data();
+        map->decompressed.push_back(std::move(out));
+      }
+      L.experts.push_back(image_view(proto, tier->image, reinterpret_cast<std::byte*>(const_cast<uint8_t*>(image))));
+    }
+  }
+  if (zctx) ZSTD_freeDCtx(zctx);
+  w.mapping = map;
+  return true;
+}
+
+}  // namespace ferry::cpu_target

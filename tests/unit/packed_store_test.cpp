@@ -1,0 +1,148 @@
+// The packed store (ferry convert): the cpu target computes the same logits from a store as from the
+// Hugging Face directory, at every stored precision and with zstd chunks; an interrupted or damaged store is
+// refused with a message naming the file.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "ferry/checkpoint.h"
+#include "ferry/cpu_model.h"
+#include "ferry/error.h"
+#include "ferry/experts/packed_store.h"
+
+namespace ferry {
+namespace {
+
+namespace fs = std::filesystem;
+const fs::path kOracles = fs::path(FERRY_TEST_DATA) / "oracles";
+
+class PackedStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/ferry-store-XXXXXX";
+    dir_ = mkdtemp(tmpl);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  fs::path convert(const std::string& model, const std::string& name, experts::ConvertOptions o = {}) {
+    const auto ckpt = Checkpoint::open(kOracles / model);
+    const fs::path out = dir_ / name;
+    last_ = experts::convert_to_store(*ckpt, out, o);
+    return out;
+  }
+  // Logits of a short prompt and two decode steps.
+  static std::vector<float> logits(const Checkpoint& ckpt, DType expert_dtype) {
+    CpuModelOptions o;
+    o.expert_dtype = expert_dtype;
+    o.kv_dtype = DType::F32;
+    CpuModel m(ckpt, o);
+    const int s = m.add_sequence();
+    std::vector<float> all;
+    const std::vector<int32_t> prompt{1, 5, 9, 14, 3};
+    std::vector<float> l = m.forward(std::vector<ForwardItem>{{s, prompt, true}});
+    all.insert(all.end(), l.begin(), l.end());
+    for (int32_t t : {7, 11}) {
+      const std::vector<int32_t> one{t};
+      l = m.forward(std::vector<ForwardItem>{{s, one, false}});
+      all.insert(all.end(), l.begin(), l.end());
+    }
+    return all;
+  }
+  fs::path dir_;
+  experts::ConvertResult last_;
+};
+
+TEST_F(PackedStoreTest, CpuTargetFromAStoreGivesTheLogitsOfTheCheckpointAtEveryPrecision) {
+  for (const std::string model : {"mixtral_spm", "qwen2_moe_bpe", "olmoe_bpe"}) {
+    experts::ConvertOptions o;
+    o.precisions = {DType::BF16, DType::I8, DType::I4};
+    const fs::path store = convert(model, model, o);
+    ASSERT_TRUE(experts::is_packed_store(store));
+    const auto hf = Checkpoint::open(kOracles / model);
+    const auto st = Checkpoint::open(store);
+    ASSERT_NE(st->packed_store(), nullptr) << model;
+    EXPECT_EQ(st->config().n_layer, hf->config().n_layer);
+    for (DType d : {DType::BF16, DType::I8, DType::I4})
+      EXPECT_EQ(logits(*st, d), logits(*hf, d)) << model << " " << dtype_name(d);
+  }
+}
+
+TEST_F(PackedStoreTest, ZstdChunksDecompressToTheSameLogits) {
+  experts::ConvertOptions o;
+  o.zstd = true;
+  const fs::path store = convert("mixtral_spm", "z", o);
+  EXPECT_GT(last_.zstd_chunks, 0u) << "bf16 experts of normal weights compress by a page or more";
+  EXPECT_EQ(logits(*Checkpoint::open(store), DType::BF16),
+            logits(*Checkpoint::open(kOracles / "mixtral_spm"), DType::BF16));
+  // the dequantising path (another precision than the store holds) reads the zstd chunks too
+  EXPECT_EQ(logits(*Checkpoint::open(store), DType::I8),
+            logits(*Checkpoint::open(kOracles / "mixtral_spm"), DType::I8));
+}
+
+TEST_F(PackedStoreTest, AStoreIsReadableByEveryCommandThatReadsAModelDirectory) {
+  const fs::path store = convert("mixtral_spm", "s");
+  for (const char* f : {"config.json", "tokenizer.model", "ferry-store.json", "dense.bin", "experts-bf16.bin"})
+    EXPECT_TRUE(fs::exists(store / f)) << f;
+  EXPECT_EQ(load_model_config(store).n_expert, load_model_config(kOracles / "mixtral_spm").n_expert);
+}
+
+TEST_F(PackedStoreTest, ConvertRefusesANonEmptyDirectoryAndLeavesNoManifestWhenItFails) {
+  fs::create_directories(dir_ / "busy");
+  std::ofstream(dir_ / "busy" / "x") << "x";
+  const auto ckpt = Checkpoint::open(kOracles / "mixtral_spm");
+  try {
+    experts::convert_to_store(*ckpt, dir_ / "busy", {});
+    FAIL() << "converted into a non-empty directory";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("not empty"), std::string::npos) << e.what();
+  }
+  experts::ConvertOptions bad;
+  bad.precisions = {DType::BF16, DType::F32};
+  EXPECT_THROW(experts::convert_to_store(*ckpt, dir_ / "bad", bad), Error);
+  EXPECT_FALSE(experts::is_packed_store(dir_ / "bad"));
+}
+
+std::string open_error(const fs::path& store) {
+  try {
+    const auto ckpt = Checkpoint::open(store);
+    CpuModel m(*ckpt);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST_F(PackedStoreTest, DamagedStoresAreRefusedNamingTheFile) {
+  const fs::path store = convert("mixtral_spm", "d");
+  // a flipped byte in the dense weights
+  {
+    std::fstream f(store / "dense.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(100);
+    char c;
+    f.get(c);
+    f.seekp(100);
+    f.put(static_cast<char>(c ^ 1));
+  }
+  std::string msg = open_error(store);
+  EXPECT_NE(msg.find("dense.bin"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("checksum"), std::string::npos) << msg;
+  // a truncated expert file
+  const fs::path store2 = convert("mixtral_spm", "t");
+  fs::resize_file(store2 / "experts-bf16.bin", fs::file_size(store2 / "experts-bf16.bin") - 4096);
+  msg = open_error(store2);
+  EXPECT_NE(msg.find("experts-bf16.bin"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("past the end"), std::string::npos) << msg;
+  // a manifest from another model (its chunk count does not match the config)
+  const fs::path store3 = convert("mixtral_spm", "m");
+  const fs::path other = convert("olmoe_bpe", "o");
+  fs::copy_file(other / "config.json", store3 / "config.json", fs::copy_options::overwrite_existing);
+  msg = open_error(store3);
+  EXPECT_NE(msg.find("ferry-store.json"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace ferry
