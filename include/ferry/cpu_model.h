@@ -33,9 +33,11 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "ferry/checkpoint.h"
+#include "ferry/experts/tier_stats.h"
 #include "ferry/dtype.h"
 #include "ferry/model.h"
 #include "ferry/model_config.h"
@@ -100,6 +102,13 @@ struct CpuModelOptions {
   // a third of the exact path's cost; for compute-bound prefill) instead of f32 activations (exact
   // products; the default).
   bool bf16_activations = false;
+  // Routed experts of a packed store (ferry convert) kept in DRAM under this budget and read from the
+  // store's SSD file as the router asks for them (0: every expert resident, the store's file mapped).
+  size_t dram_expert_budget = 0;
+  std::string eviction = "lru";   // lru, lfu or score (ferry/experts/eviction_policy.h)
+  std::string reader = "auto";    // auto, io_uring or pread
+  // When set, each forward's routing is appended to this file (ferry/experts/routing_trace.h).
+  std::string record_routing;
 };
 
 // The KV capacity used when kv_cache_tokens is 0: room for max_sequences sequences of the model's whole
@@ -160,6 +169,10 @@ class CpuModel : public Model {
   // Bytes of packed weights the last forward read: every dense weight and the routed experts that had
   // tokens (for achieved-bandwidth figures).
   size_t last_forward_weight_bytes() const;
+  // The SSD/DRAM expert tiers' counters when the experts stream under a DRAM budget, else null.
+  const experts::TieredExpertsStats* expert_tier_stats() const;
+  // Flushes and closes the routing trace (record_routing); throws ferry::Error when a write failed.
+  void finish_routing_trace();
 
  private:
   struct Impl;

@@ -21,6 +21,10 @@ struct TargetOptions {
   int threads = 0;                    // 0: OpenMP's default (OMP_NUM_THREADS or every core)
   int64_t kv_cache_tokens = 0;        // KV capacity in tokens over all sequences; 0: auto
   bool bf16_activations = false;      // bf16 weights take bf16-rounded activations (faster prefill)
+  double dram_budget_gb = 0;          // packed stores: DRAM for routed experts, the rest read from SSD; 0: all
+  std::string eviction = "lru";       // the DRAM expert cache's policy: lru, lfu or score
+  std::string reader = "auto";        // how expert chunks are read: auto, io_uring or pread
+  std::string record_routing;         // cpu target: a JSONL file of every forward's routing
 };
 
 // Throws ferry::Error for an unknown target or option value, listing the known ones. `auto` is resolved

@@ -30,6 +30,10 @@ CpuModelOptions cpu_options(const TargetOptions& o) {
   c.threads = o.threads;
   c.kv_cache_tokens = o.kv_cache_tokens;
   c.bf16_activations = o.bf16_activations;
+  c.dram_expert_budget = static_cast<size_t>(o.dram_budget_gb * 1e9);
+  c.eviction = o.eviction;
+  c.reader = o.reader;
+  c.record_routing = o.record_routing;
   return c;
 }
 
@@ -50,6 +54,10 @@ std::string resolve_target(const std::string& target, std::string* why) {
 std::unique_ptr<Model> create_model(const Checkpoint& checkpoint, const TargetOptions& given) {
   TargetOptions options = given;
   options.target = resolve_target(given.target);
+  if (options.target != "cpu" && options.dram_budget_gb > 0)
+    throw Error("--dram-budget applies to the cpu target (--target cpu), not to --target " + options.target);
+  if (options.target != "cpu" && !options.record_routing.empty())
+    throw Error("--record-routing applies to the cpu target (--target cpu), not to --target " + options.target);
   if (options.target == "reference" || options.target == "ref")
     return std::make_unique<ReferenceModel>(load_weights_f32(checkpoint));
   if (options.target == "cpu") return std::make_unique<CpuModel>(checkpoint, cpu_options(options));

@@ -28,6 +28,8 @@ AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& o) noexcept {
   return *this;
 }
 
-AlignedBuffer::~AlignedBuffer() { std::free(p_); }
+AlignedBuffer::~AlignedBuffer() {
+  std::free(p_);
+}
 
 }  // namespace ferry::experts

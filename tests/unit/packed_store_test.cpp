@@ -3,6 +3,7 @@
 // refused with a message naming the file.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 #include "ferry/checkpoint.h"
 #include "ferry/cpu_model.h"
 #include "ferry/error.h"
+#include "ferry/experts/chunk_reader.h"
 #include "ferry/experts/packed_store.h"
 
 namespace ferry {
@@ -81,6 +83,81 @@ TEST_F(PackedStoreTest, ZstdChunksDecompressToTheSameLogits) {
   // the dequantising path (another precision than the store holds) reads the zstd chunks too
   EXPECT_EQ(logits(*Checkpoint::open(store), DType::I8),
             logits(*Checkpoint::open(kOracles / "mixtral_spm"), DType::I8));
+}
+
+// Greedy decoding from a store: the prompt's and each step's logits, the tokens chosen.
+struct Greedy {
+  std::vector<float> logits;
+  std::vector<int32_t> tokens;
+};
+Greedy greedy(const Checkpoint& ckpt, CpuModelOptions o, int n_new) {
+  o.kv_dtype = DType::F32;
+  CpuModel m(ckpt, o);
+  Greedy g;
+  const int s = m.add_sequence();
+  std::vector<int32_t> step{1, 5, 9, 14, 3, 22, 8};
+  for (int i = 0; i < n_new; ++i) {
+    const std::vector<float> l = m.forward(std::vector<ForwardItem>{{s, step, false}});
+    g.logits.insert(g.logits.end(), l.begin(), l.end());
+    const int32_t next = static_cast<int32_t>(std::max_element(l.end() - m.config().n_vocab, l.end()) -
+                                              (l.end() - m.config().n_vocab));
+    g.tokens.push_back(next);
+    step = {next};
+  }
+  return g;
+}
+
+TEST_F(PackedStoreTest, CpuTargetUnderADramBudgetAThirdOfTheModelGeneratesTheSameTokens) {
+  for (const std::string model : {"mixtral_spm", "qwen2_moe_bpe"}) {
+    experts::ConvertOptions co;
+    co.precisions = {DType::BF16, DType::I8};
+    co.zstd = model == "mixtral_spm";
+    const fs::path store = convert(model, model + "-budget", co);
+    const auto st = Checkpoint::open(store);
+    const experts::StoreManifest& m = *st->packed_store();
+    for (DType d : {DType::BF16, DType::I8}) {
+      const experts::ExpertTierFile* f = m.expert_file(d, 64);
+      ASSERT_NE(f, nullptr);
+      const uint64_t model_bytes = m.dense_bytes + f->stored_bytes();
+      CpuModelOptions o;
+      o.expert_dtype = d;
+      const Greedy all = greedy(*st, o, 12);
+      for (const char* policy : {"lru", "lfu", "score"}) {
+        o.dram_expert_budget = f->stored_bytes() / 3;  // the model is more than 3x as large
+        o.eviction = policy;
+        o.reader = "pread";
+        ASSERT_LE(o.dram_expert_budget * 3, model_bytes);
+        const Greedy tiered = greedy(*st, o, 12);
+        EXPECT_EQ(tiered.tokens, all.tokens) << model << " " << dtype_name(d) << " " << policy;
+        EXPECT_EQ(tiered.logits, all.logits) << model << " " << dtype_name(d) << " " << policy;
+      }
+      // the io_uring reader (auto falls back to pread where io_uring is refused) and a budget of one expert
+      o.reader = "auto";
+      o.eviction = "lru";
+      o.dram_expert_budget = f->image.bytes + experts::kChunkAlign;
+      EXPECT_EQ(greedy(*st, o, 6).tokens, std::vector<int32_t>(all.tokens.begin(), all.tokens.begin() + 6))
+          << model << " " << dtype_name(d);
+    }
+  }
+}
+
+TEST_F(PackedStoreTest, ADramBudgetNeedsAStoreAndTheStoresPrecision) {
+  CpuModelOptions o;
+  o.dram_expert_budget = 1 << 20;
+  try {
+    CpuModel m(*Checkpoint::open(kOracles / "mixtral_spm"), o);
+    FAIL() << "a budget over a Hugging Face directory was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("ferry convert"), std::string::npos) << e.what();
+  }
+  const fs::path store = convert("mixtral_spm", "bf16-only");
+  o.expert_dtype = DType::I4;
+  try {
+    CpuModel m(*Checkpoint::open(store), o);
+    FAIL() << "a precision the store lacks was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--precision int4"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(PackedStoreTest, AStoreIsReadableByEveryCommandThatReadsAModelDirectory) {

@@ -13,7 +13,10 @@
 
 #include "command.h"
 #include "ferry/checkpoint.h"
+#include "experts/mapped_file.h"
 #include "ferry/error.h"
+#include "ferry/experts/chunk_reader.h"
+#include "ferry/experts/packed_store.h"
 #include "model/checkpoint_files.h"
 #include "model/weight_bytes.h"
 
@@ -26,6 +29,7 @@ using nlohmann::ordered_json;
 struct InspectArgs {
   std::string model;
   bool json = false;
+  bool verify = false;
 };
 
 struct Precision {
@@ -312,6 +316,60 @@ void print_text(const ModelConfig& c, const fs::path& model, const std::string& 
   }
 }
 
+// A packed store's files: dense weights, one line per expert precision; --verify checks every checksum.
+ordered_json store_json(const experts::StoreManifest& m, bool verify) {
+  ordered_json j;
+  j["dense"] = {{"file", m.dense_file}, {"bytes", m.dense_bytes}};
+  j["experts"] = ordered_json::array();
+  uint64_t bad = 0, checked = 0;
+  if (verify) {
+    const experts::MappedFile dense(m.dir / m.dense_file);
+    ++checked;
+    if (experts::xxhash64(dense.data(), dense.size()) != m.dense_xxh64) {
+      ++bad;
+      std::fprintf(stderr, "ferry inspect: %s fails its checksum\n", (m.dir / m.dense_file).string().c_str());
+    }
+  }
+  for (const experts::ExpertTierFile& f : m.experts) {
+    uint64_t zstd = 0;
+    for (const experts::ExpertChunk& k : f.chunks) zstd += k.codec == experts::ChunkCodec::Zstd;
+    if (verify) {
+      const experts::MappedFile file(m.dir / f.file);
+      for (const experts::ExpertChunk& k : f.chunks) {
+        ++checked;
+        if (experts::xxhash64(file.data() + k.offset, k.payload_bytes) != k.xxh64) {
+          ++bad;
+          std::fprintf(stderr, "ferry inspect: %s: expert chunk (layer %d, expert %d) at offset %llu fails its checksum\n",
+                       (m.dir / f.file).string().c_str(), k.layer, k.expert,
+                       static_cast<unsigned long long>(k.offset));
+        }
+      }
+    }
+    j["experts"].push_back({{"precision", f.precision}, {"group_size", f.group_size}, {"file", f.file},
+                            {"chunks", f.chunks.size()}, {"chunk_bytes", f.image.bytes},
+                            {"stored_bytes", f.stored_bytes()}, {"zstd_chunks", zstd}});
+  }
+  if (verify) j["verified"] = {{"checked", checked}, {"failed", bad}};
+  return j;
+}
+
+void print_store(const ordered_json& j) {
+  std::printf("\nstore (ferry convert)\n");
+  std::printf("  %-22s %s, %s\n", "dense", j["dense"]["file"].get<std::string>().c_str(),
+              human_bytes(j["dense"]["bytes"].get<int64_t>()).c_str());
+  for (const auto& e : j["experts"]) {
+    std::string p = e["precision"].get<std::string>();
+    if (e["group_size"].get<int>() > 0) p += " (group " + std::to_string(e["group_size"].get<int>()) + ")";
+    std::printf("  %-22s %s: %zu chunks of %s, %s on disk%s\n", ("experts " + p).c_str(),
+                e["file"].get<std::string>().c_str(), e["chunks"].get<size_t>(),
+                human_bytes(e["chunk_bytes"].get<int64_t>()).c_str(), human_bytes(e["stored_bytes"].get<int64_t>()).c_str(),
+                e["zstd_chunks"].get<int>() ? (", " + std::to_string(e["zstd_chunks"].get<int>()) + " zstd").c_str() : "");
+  }
+  if (j.contains("verified"))
+    std::printf("  %-22s %d checksums, %d failed\n", "verified", j["verified"]["checked"].get<int>(),
+                j["verified"]["failed"].get<int>());
+}
+
 int run_inspect(const InspectArgs& a) {
   const fs::path model(a.model);
   ModelConfig cfg = load_model_config(model);
@@ -324,11 +382,23 @@ int run_inspect(const InspectArgs& a) {
     ckpt = Checkpoint::open(model);
     stored = summarize_stored(*ckpt);
   }
-  if (a.json) {
-    std::printf("%s\n", to_json(cfg, model, dtype, ckpt ? &stored : nullptr).dump(2).c_str());
-  } else {
-    print_text(cfg, model, dtype, ckpt ? &stored : nullptr);
+  const bool store = is_dir && experts::is_packed_store(model);
+  if (store) {
+    ckpt = Checkpoint::open(model);
+    stored = summarize_stored(*ckpt);
   }
+  ordered_json sj;
+  if (store) sj = store_json(*ckpt->packed_store(), a.verify);
+  if (a.json) {
+    ordered_json j = to_json(cfg, model, dtype, ckpt ? &stored : nullptr);
+    if (store) j["store"] = sj;
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    print_text(cfg, model, dtype, ckpt && !store ? &stored : nullptr);
+    if (store) print_store(sj);
+  }
+  if (store && a.verify && sj["verified"]["failed"].get<int>() > 0)
+    throw Error("the store " + model.string() + " is damaged (checksums above); convert the model again");
   return 0;
 }
 
@@ -337,11 +407,13 @@ std::function<int()> setup(CLI::App& app) {
   app.add_option("--model", args->model, "model directory (config.json and *.safetensors), or a config.json")
       ->required();
   app.add_flag("--json", args->json, "print the facts as JSON");
+  app.add_flag("--verify", args->verify, "packed stores: check every chunk's checksum");
   return [args] { return run_inspect(*args); };
 }
 
 RegisterCommand reg{
-    {"inspect", "describe a checkpoint: shapes, layer schedule, parameters and weight bytes", setup, 30}};
+    {"inspect", "describe a checkpoint or a packed store: shapes, layer schedule, parameters, weight bytes, store files",
+     setup, 30}};
 
 }  // namespace
 }  // namespace ferry::cli

@@ -176,7 +176,8 @@ int run_job(RunArgs a) {
                         {"wall_seconds", stats.wall_seconds},   {"prefill_seconds", stats.prefill_seconds},
                         {"decode_seconds", stats.decode_seconds}, {"tokens_per_second", stats.tokens_per_second()},
                         {"target", a.gen.target.target},        {"batch", session.max_sequences}};
-    if (!pipeline.is_null()) m["pipeline"] = pipeline;
+    if (!pipeline.is_null() && session.pipeline) m["pipeline"] = pipeline;
+    else if (!pipeline.is_null()) m.update(pipeline);  // the cpu target's expert tiers
     metrics->truncate();
     metrics->append(m.dump(2) + "\n");
     metrics->close();

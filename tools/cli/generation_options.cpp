@@ -60,6 +60,22 @@ void add_generation_options(CLI::App& app, GenerationOptions& o) {
                  "for auto")
       ->check(count_in_range(0, kMaxKvTokens, "0: auto"))
       ->capture_default_str();
+  app.add_option("--dram-budget", o.target.dram_budget_gb,
+                 "cpu target, packed stores (ferry convert): GB of DRAM for routed experts; the others are read "
+                 "from the store on SSD as the router asks (0, the default: every expert in DRAM)")
+      ->check(non_negative_number("0: every expert in DRAM"))
+      ->capture_default_str();
+  app.add_option("--eviction", o.target.eviction, "cpu target with --dram-budget: the expert cache's eviction "
+                 "policy: lru, lfu or score (frequency x reload cost, aged)")
+      ->check(one_of({"lru", "lfu", "score"}))
+      ->capture_default_str();
+  app.add_option("--reader", o.target.reader, "cpu target with --dram-budget: how expert chunks are read: auto "
+                 "(io_uring, else pread), io_uring (O_DIRECT), pread")
+      ->check(one_of({"auto", "io_uring", "pread"}))
+      ->capture_default_str();
+  app.add_option("--record-routing", o.target.record_routing,
+                 "cpu target: write each forward's routing (which experts each MoE layer chose) to this JSONL "
+                 "file, to compare expert-cache policies on (tools/bench/bench_expert_cache)");
   app.add_flag("--bf16-activations", o.target.bf16_activations,
                "cpu target: round activations to bf16 in bf16 matmuls (faster prefill, not token-exact)");
   app.add_option("-n,--max-tokens", o.max_tokens, "Tokens to generate per prompt (at least 1)")

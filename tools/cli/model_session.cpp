@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include "ferry/cpu_model.h"
 #include "ferry/error.h"
 #include "ferry/model_factory.h"
 
@@ -59,6 +60,9 @@ ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
     s.max_sequences = o.batch > 0 ? o.batch : kDefaultBatch;
     return s;
   }
+  if (o.target.dram_budget_gb > 0 || !o.target.record_routing.empty())
+    throw Error("--dram-budget and --record-routing apply to the cpu target for now; the pipelined executor keeps "
+                "the experts a policy leaves in DRAM resident");
   if (o.target.kv_dtype != "bf16" || o.target.bf16_activations || o.target.threads != 0)
     throw Error("--kv-dtype, --bf16-activations and --threads apply to the cpu target; the pipelined executor "
                 "keeps the KV cache in bf16 and computes as the cpu target's defaults do");
@@ -84,9 +88,35 @@ ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
   return s;
 }
 
+namespace {
+
+// The cpu target: the routing trace closed (its write errors reported), the expert tiers' counters.
+nlohmann::json finish_cpu_session(ModelSession& s, std::FILE* out) {
+  auto* cpu = dynamic_cast<CpuModel*>(s.model.get());
+  if (!cpu) return nullptr;
+  cpu->finish_routing_trace();
+  const experts::TieredExpertsStats* t = cpu->expert_tier_stats();
+  if (!t) return nullptr;
+  const uint64_t asked = t->hits + t->misses;
+  const double hit_rate = asked ? static_cast<double>(t->hits) / static_cast<double>(asked) : 0;
+  if (out)
+    std::fprintf(out,
+                 "ferry: experts under the DRAM budget: %.1f%% hits (%llu of %llu), %.1f MB read from the store "
+                 "(%llu prefetched, %llu of them used), %.2f s waiting for reads\n",
+                 100 * hit_rate, static_cast<unsigned long long>(t->hits), static_cast<unsigned long long>(asked),
+                 static_cast<double>(t->bytes_read) / 1e6, static_cast<unsigned long long>(t->prefetch_reads),
+                 static_cast<unsigned long long>(t->prefetch_hits), t->stall_seconds);
+  return {{"expert_tiers",
+           {{"hits", t->hits}, {"misses", t->misses}, {"hit_rate", hit_rate}, {"bytes_read", t->bytes_read},
+            {"prefetch_reads", t->prefetch_reads}, {"prefetch_hits", t->prefetch_hits},
+            {"checksum_retries", t->checksum_retries}, {"stall_seconds", t->stall_seconds}}}};
+}
+
+}  // namespace
+
 nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const GenerationStats& stats,
                               std::FILE* out) {
-  if (!s.pipeline) return nullptr;
+  if (!s.pipeline) return finish_cpu_session(s, out);
   Device& dev = s.pipeline->device();
   dev.synchronize();  // the next step's experts may still be loading
   dev.set_trace(nullptr);

@@ -14,6 +14,8 @@
 #include "exec/kv_cache.h"
 #include "exec/cpu/layer_blocks.h"
 #include "ferry/error.h"
+#include "ferry/experts/routing_trace.h"
+#include "ferry/experts/tiered_experts.h"
 #include "ferry/ops/cpu_ops.h"
 #include "ferry/rope_frequencies.h"
 #include "ferry/router_math.h"
@@ -95,8 +97,14 @@ struct CpuModel::Impl {
   // Matmuls of bf16 weights: f32 activations (exact products) unless options.bf16_activations.
   MatmulFn bf16_matmul = nullptr;
   std::vector<std::vector<const MlpWeights*>> expert_of;  // [L][E] for routed_expert_outputs
+  // Experts streamed from a packed store's SSD file under a DRAM budget (null: all resident).
+  std::unique_ptr<experts::TieredExperts> tier;
+  std::vector<const MlpWeights*> tier_table;   // [E] views handed out by tier->acquire
+  std::vector<std::vector<int>> routed_last;   // [L] experts each layer used in the last forward (prefetch)
+  std::vector<int> routed_now;
+  std::unique_ptr<experts::RoutingTraceWriter> routing_trace;  // --record-routing
 
-  Impl(CpuWeights weights, const CpuModelOptions& o)
+  Impl(CpuWeights weights, const CpuModelOptions& o, const experts::StoreManifest* store)
       : options(o),
         w(std::move(weights)),
         wv(cpu_target::view_of(w)),
@@ -112,12 +120,65 @@ struct CpuModel::Impl {
     expert_of.resize(c.n_layer);
     for (int l = 0; l < c.n_layer; ++l)
       for (const MlpWeights& e : w.layers[l].experts) expert_of[l].push_back(&e);
+    if (c.n_moe_layers() > 0 && w.layers[first_moe_layer()].experts.empty()) open_tiers(store);
+    if (!o.record_routing.empty()) routing_trace = std::make_unique<experts::RoutingTraceWriter>(o.record_routing);
     seqs.reserve(std::max(1, o.max_sequences));
     const int n_seq = std::max(1, std::min(o.max_sequences, std::max(1, o.max_batch_tokens)));
     reserve(std::max(1, o.max_batch_tokens), n_seq, n_seq);
   }
 
   const ModelConfig& config() const { return w.config; }
+
+  int first_moe_layer() const {
+    for (int l = 0; l < w.config.n_layer; ++l)
+      if (w.config.layer_is_moe[l]) return l;
+    return -1;
+  }
+  // The MoE layer after l (wrapping to the first: the next forward's), for prefetch.
+  int next_moe_layer(int l) const {
+    const int L = w.config.n_layer;
+    for (int i = 1; i <= L; ++i)
+      if (w.config.layer_is_moe[(l + i) % L]) return (l + i) % L;
+    return -1;
+  }
+
+  void open_tiers(const experts::StoreManifest* store) {
+    FERRY_ASSERT(store);  // load_from_store leaves the experts out only for a store under a budget
+    const experts::ExpertTierFile* file = store->expert_file(options.expert_dtype, options.group_size);
+    FERRY_ASSERT(file);
+    experts::TieredExpertsOptions to;
+    to.dram_budget_bytes = options.dram_expert_budget;
+    to.eviction = experts::parse_eviction_policy(options.eviction);
+    to.reader = experts::parse_reader_kind(options.reader);
+    tier = std::make_unique<experts::TieredExperts>(*store, *file, std::move(to));
+    tier_table.assign(w.config.n_expert, nullptr);
+    routed_last.assign(w.config.n_layer, {});
+    routed_now.reserve(w.config.n_expert);
+  }
+
+  // The routed experts of layer l through the tiers: acquired (read from SSD on a miss) in groups that fit
+  // the budget, the next MoE layer's experts of the last forward prefetched while this layer computes.
+  size_t tiered_routed_outputs(int l) {
+    const ModelConfig& c = w.config;
+    const FfnBuffers& b = ws.ffn;
+    routed_now.clear();
+    for (int e = 0; e < c.n_expert; ++e)
+      if (b.offsets[e + 1] > b.offsets[e]) routed_now.push_back(e);
+    size_t bytes = 0;
+    const int group = tier->max_pinned();
+    for (size_t g = 0; g < routed_now.size(); g += group) {
+      const std::span<const int> ids(routed_now.data() + g, std::min<size_t>(group, routed_now.size() - g));
+      tier->acquire(l, ids, tier_table.data());
+      if (g == 0) {
+        const int next = next_moe_layer(l);
+        if (next >= 0) tier->prefetch(next, routed_last[next]);
+      }
+      for (int e : ids) bytes += cpu_target::routed_expert_outputs(tier_table.data(), e, e + 1, bf16_matmul, c.d_model, b);
+      tier->release();
+    }
+    routed_last[l] = routed_now;
+    return bytes;
+  }
 
   void reserve(int n_tok, int n_item, int n_rows) {
     const ModelConfig& c = w.config;
@@ -229,6 +290,7 @@ struct CpuModel::Impl {
       attention_block(l, plan, n_tok);
       ffn_block(l, n_tok);
     }
+    if (routing_trace) routing_trace->end_forward(n_tok);
 
     // Final norm and lm_head for the rows the caller wants.
     const size_t D = c.d_model;
@@ -307,7 +369,10 @@ struct CpuModel::Impl {
     const ModelConfig& c = w.config;
     const LayerWeights& L = wv.layers[l];
     cpu_target::ffn_input(c, L, ws.h.data(), n_tok, ws.ffn);
-    if (L.is_moe)
+    if (L.is_moe && routing_trace) routing_trace->layer(l, std::span<const int>(ws.ffn.offsets, c.n_expert + 1));
+    if (L.is_moe && tier)
+      last_weight_bytes += tiered_routed_outputs(l);
+    else if (L.is_moe)
       last_weight_bytes +=
           cpu_target::routed_expert_outputs(expert_of[l].data(), 0, c.n_expert, bf16_matmul, c.d_model, ws.ffn);
     cpu_target::shared_outputs(c, L, bf16_matmul, n_tok, ws.ffn);
@@ -317,7 +382,17 @@ struct CpuModel::Impl {
 
 CpuModel::CpuModel(const WeightSource& weights, const CpuModelOptions& options) {
   if (options.threads > 0) omp_set_num_threads(options.threads);
-  impl_ = std::make_unique<Impl>(cpu_target::load_cpu_weights(weights, options), options);
+  if (options.dram_expert_budget > 0) {
+    const experts::StoreManifest* store = weights.packed_store();
+    if (!store)
+      throw Error("a DRAM expert budget streams experts from a packed store; convert the model first: "
+                  "ferry convert --model DIR --out STORE, then pass --model STORE");
+    if (!store->expert_file(options.expert_dtype, options.group_size))
+      throw Error("the store " + store->dir.string() + " has no " + std::string(dtype_name(options.expert_dtype)) +
+                  " experts" + (options.expert_dtype == DType::BF16 ? "" : " of group " + std::to_string(options.group_size)) +
+                  "; convert with --precision " + std::string(dtype_name(options.expert_dtype)));
+  }
+  impl_ = std::make_unique<Impl>(cpu_target::load_cpu_weights(weights, options), options, weights.packed_store());
 }
 
 CpuModel::CpuModel(const Checkpoint& checkpoint, const CpuModelOptions& options)
@@ -362,6 +437,12 @@ size_t CpuModel::expert_weight_bytes() const {
 }
 size_t CpuModel::last_forward_weight_bytes() const {
   return impl_->last_weight_bytes;
+}
+const experts::TieredExpertsStats* CpuModel::expert_tier_stats() const {
+  return impl_->tier ? &impl_->tier->stats() : nullptr;
+}
+void CpuModel::finish_routing_trace() {
+  if (impl_->routing_trace) impl_->routing_trace->close();
 }
 
 }  // namespace ferry

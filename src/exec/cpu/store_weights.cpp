@@ -55,7 +55,9 @@ bool load_from_store(const experts::StoreManifest& s, const CpuModelOptions& opt
   const uint8_t* d = map->dense->data();
   if (experts::xxhash64(d, map->dense->size()) != s.dense_xxh64)
     throw Error((s.dir / s.dense_file).string() + ": checksum mismatch (the file is damaged); convert the model again");
-  map->experts = std::make_unique<MappedFile>(s.dir / tier->file);
+  // Under a DRAM budget smaller than the experts, the cpu target reads them through its tiers instead.
+  const bool map_experts = options.dram_expert_budget == 0 || options.dram_expert_budget >= tier->stored_bytes();
+  if (map_experts) map->experts = std::make_unique<MappedFile>(s.dir / tier->file);
 
   w.config = c;
   auto vec = [&](const std::string& name) {
@@ -105,7 +107,7 @@ bool load_from_store(const experts::StoreManifest& s, const CpuModelOptions& opt
     L.shared = {mat(p + "shared.gate"), mat(p + "shared.up"), mat(p + "shared.down")};
     L.shared_gate = mat(p + "shared_gate");
     L.dense = {mat(p + "dense.gate"), mat(p + "dense.up"), mat(p + "dense.down")};
-    if (!L.is_moe) continue;
+    if (!L.is_moe || !map_experts) continue;
     for (int e = 0; e < c.n_expert; ++e) {
       const experts::ExpertChunk* k = tier->find(l, e);
       FERRY_ASSERT(k);  // read_store_manifest checked the chunk count
