@@ -47,8 +47,9 @@ const char* stream_name(StreamKind s);
 enum class TaskKind : uint8_t {
   Embed, PreAttention, Attention, PostAttention, Experts, LmHead, Prefill,  // compute / host
   LoadHidden, OffloadQkv, ExpertPage, Logits, Upload,                       // copies
+  SsdRead,                                                                  // host: store -> staging
 };
-inline constexpr int kTaskKindCount = 12;
+inline constexpr int kTaskKindCount = 13;
 const char* task_kind_name(TaskKind k);
 
 struct TaskTag {

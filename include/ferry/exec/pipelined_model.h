@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "ferry/device.h"
@@ -40,6 +41,7 @@ struct PipelineOptions {
   int max_sequences = 64;
   int prefill_chunk_tokens = 256;
   int group_size = 64;  // int8 / int4 expert quantisation group (as CpuModelOptions::group_size)
+  std::string ssd_reader = "auto";  // how the SSD tier's chunks are read: auto, io_uring or pread
 };
 
 struct PipelineStats {
@@ -48,6 +50,7 @@ struct PipelineStats {
   int64_t decode_tokens = 0;
   int64_t prefill_tokens = 0;
   uint64_t streamed_bytes = 0;
+  uint64_t ssd_read_bytes = 0;  // read from the packed store for the SSD tier
 };
 
 class PipelinedModel : public Model {

@@ -52,6 +52,7 @@ class TieredExperts {
   // The cache's own counters (its hits include the acquire's second pin on each miss: use stats()).
   CacheStats cache_stats() const { return cache_.stats(); }
   size_t chunk_bytes() const { return entry_bytes_; }
+  const ExpertImage& image() const { return file_->image; }  // the layout of every chunk
   ReaderKind reader_kind() const { return reader_->kind(); }
 
  private:

@@ -29,7 +29,8 @@ const char* stream_name(StreamKind s) {
 const char* task_kind_name(TaskKind k) {
   static const char* const kNames[kTaskKindCount] = {"embed",       "pre-attention", "attention",  "post-attention",
                                                      "experts",     "lm-head",       "prefill",    "load-hidden",
-                                                     "offload-qkv", "expert-page",   "logits",     "upload"};
+                                                     "offload-qkv", "expert-page",   "logits",     "upload",
+                                                     "ssd-read"};
   return kNames[static_cast<int>(k)];
 }
 

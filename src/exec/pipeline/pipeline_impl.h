@@ -21,6 +21,7 @@
 #include "ferry/exec/expert_image.h"
 #include "ferry/exec/model_weights.h"
 #include "ferry/exec/pipelined_model.h"
+#include "ferry/experts/tiered_experts.h"
 #include "ferry/rope_frequencies.h"
 
 namespace ferry {
@@ -65,6 +66,17 @@ struct PipelinedModel::Impl {
   int next_half = 0;
   bool layer0_prefetched = false;
 
+  // ---- the SSD tier: a MoE layer's last n_ssd experts stay in the packed store's expert file; each load of
+  // the layer reads them (a Host-stream task, through the store's checksummed reader) into a pinned staging
+  // half, from which the layer's pages copy them to the ring like the DRAM-tier ones ----
+  std::vector<int> n_ssd;                        // [L]: experts E - n_ssd .. E-1 of a layer live on the SSD
+  int n_ssd_slot = 0;                            // most SSD experts of any layer
+  BufferId ssd_staging[2];                       // host, pinned: [half][n_ssd_slot] images
+  EventId ssd_ready[2], ssd_free[2];             // [half]: staging filled / its last page copied out
+  std::unique_ptr<experts::TieredExperts> ssd;   // used by Host-stream tasks only
+  std::vector<const MlpWeights*> ssd_table;      // [E] scratch of the read task
+  std::vector<int> ssd_ids;                      // scratch of the read task
+
   // ---- KV cache: host memory for host attention, a device buffer for device attention ----
   std::unique_ptr<KvCache> kv;
   int max_blocks = 0;
@@ -102,7 +114,8 @@ struct PipelinedModel::Impl {
   // pipeline_memory.cpp
   void plan_memory(const WeightSource& weights);
   void upload_dense(const cpu_target::CpuWeights& w);
-  void plan_experts(cpu_target::CpuWeights& w);
+  void plan_experts(cpu_target::CpuWeights& w, const WeightSource& weights);
+  void plan_ssd_tier(const WeightSource& weights);  // n_ssd from the policy, the store's reader, staging
   void plan_kv_cache();
   void plan_relays();
   void plan_micro(Micro& m, int j, int capacity, const char* prefix);
@@ -125,6 +138,7 @@ struct PipelinedModel::Impl {
   // ---- steps (pipeline_steps.cpp), each a few tasks guarded by events ----
   void begin_layer_load(int layer);
   void issue_page(int layer, int page);  // streamed experts of one page -> the layer's ring half
+  void read_ssd_experts(int layer, int half);  // Host-stream task body: the store -> ssd_staging[half]
   void load_ids(Micro& m);               // ids relay -> device, on the compute stream
   void embed(Micro& m);
   void pre_attention(int layer, Micro& m);  // norm, QKV, RoPE; QKV -> host; attention (host or device)

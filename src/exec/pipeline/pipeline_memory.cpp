@@ -3,6 +3,7 @@
 // and scratch buffer carved, so a policy that does not fit fails before the first token, naming the
 // buffer, and the hot path allocates nothing. The packed host weights are dropped once uploaded.
 #include <algorithm>
+#include <iterator>
 #include <cstring>
 #include <string>
 
@@ -106,7 +107,7 @@ void PipelinedModel::Impl::plan_memory(const WeightSource& weights) {
   c = w.config;
   ops.bind_model(c, rope, cap);
   upload_dense(w);
-  plan_experts(w);
+  plan_experts(w, weights);
   plan_kv_cache();
   plan_relays();
 }
@@ -158,7 +159,7 @@ std::pair<int, int> PipelinedModel::Impl::page_slots(int layer, int page) const 
   return {std::min(page * n_slot / n_pages, n_stream), std::min((page + 1) * n_slot / n_pages, n_stream)};
 }
 
-void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w) {
+void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w, const WeightSource& weights) {
   const int L = c.n_layer, E = c.n_expert;
   n_pinned.assign(L, 0);
   resident.clear();
@@ -179,14 +180,16 @@ void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w) {
   proto.down = cpu::packed_view(e0.down, nullptr, nullptr, nullptr);
   image = image_layout(proto);
 
-  // Experts on the GPU tier (policy.gpu_experts_per_layer) stay resident; the DRAM and SSD tiers are both
-  // streamed from the host store (the whole model is in DRAM here).
+  // Experts on the GPU tier (policy.gpu_experts_per_layer) stay resident; the DRAM tier is streamed from
+  // the pinned host store, the SSD tier (policy.ssd_experts_per_layer, the layer's last experts) from the
+  // packed store's file through a staging half.
+  plan_ssd_tier(weights);
   size_t n_stored = 0;
   for (int l = 0; l < L; ++l)
     if (w.layers[l].is_moe) {
-      n_pinned[l] = std::clamp(policy.gpu_experts_per_layer[l], 0, E);
+      n_pinned[l] = std::clamp(policy.gpu_experts_per_layer[l], 0, E - n_ssd[l]);
       n_slot = std::max(n_slot, E - n_pinned[l]);
-      n_stored += E - n_pinned[l];
+      n_stored += E - n_pinned[l] - n_ssd[l];
     }
   if (n_stored) store_buf = dev.alloc_host("expert store", n_stored * image.bytes);
   std::byte* store = n_stored ? typed<std::byte>(dev, store_buf) : nullptr;
@@ -204,11 +207,24 @@ void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w) {
       }
     }
     stored[l].resize(E);
-    for (int e = n_pinned[l]; e < E; ++e) {
+    for (int e = n_pinned[l]; e < E - n_ssd[l]; ++e) {
       write_image(experts[e], image, store);
       stored[l][e] = image_view(proto, image, store);
       store += image.bytes;
       experts[e] = MlpWeights{};
+    }
+    for (int e = E - n_ssd[l]; e < E; ++e) experts[e] = MlpWeights{};  // read from the store as needed
+  }
+  if (n_ssd_slot > 0) {
+    const ExpertImage& stored_image = ssd->image();
+    if (stored_image.bytes != image.bytes || !std::equal(std::begin(image.offset), std::end(image.offset),
+                                                         std::begin(stored_image.offset)))
+      throw Error("policy: ssd_experts_per_layer: the store's expert chunks are not laid out as this executor "
+                  "streams them (convert the model again with this version of ferry)");
+    for (int h = 0; h < 2; ++h) {
+      ssd_staging[h] = dev.alloc_host("ssd staging " + std::to_string(h), n_ssd_slot * image.bytes);
+      ssd_ready[h] = dev.create_event();
+      ssd_free[h] = dev.create_event();
     }
   }
   if (n_slot > 0)
@@ -233,6 +249,40 @@ void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w) {
       for (int e = 0; e < E; ++e) t[e] = e < n_pinned[l] ? &resident[l][e] : &ring[h][e - n_pinned[l]];
       table[h][l] = ops.add_expert_table(t);
     }
+}
+
+void PipelinedModel::Impl::plan_ssd_tier(const WeightSource& weights) {
+  const int L = c.n_layer, E = c.n_expert;
+  n_ssd.assign(L, 0);
+  n_ssd_slot = 0;
+  for (int l = 0; l < L; ++l)
+    if (c.layer_is_moe[l] && l < static_cast<int>(policy.ssd_experts_per_layer.size()))
+      n_ssd[l] = std::clamp(policy.ssd_experts_per_layer[l], 0, E);
+  n_ssd_slot = *std::max_element(n_ssd.begin(), n_ssd.end());
+  if (n_ssd_slot == 0) return;
+  const experts::StoreManifest* store = weights.packed_store();
+  if (!store)
+    throw Error("policy: ssd_experts_per_layer puts experts on the SSD tier, which streams them from a packed "
+                "store: convert the model (ferry convert --model DIR --out STORE) and pass --model STORE");
+  if (policy.ssd_expert_precision != policy.gpu_expert_precision)
+    throw Error("policy: ssd_expert_precision " + std::string(planner::precision_name(policy.ssd_expert_precision)) +
+                ": the pipelined executor streams every expert at gpu_expert_precision (" +
+                std::string(planner::precision_name(policy.gpu_expert_precision)) + "); set them equal");
+  const DType dtype = expert_dtype_of(policy.gpu_expert_precision);
+  const experts::ExpertTierFile* file = store->expert_file(dtype, opt.group_size);
+  if (!file)
+    throw Error("policy: ssd_experts_per_layer: the store " + store->dir.string() + " has no " +
+                std::string(dtype_name(dtype)) + " experts" +
+                (dtype == DType::BF16 ? "" : " of group " + std::to_string(opt.group_size)) +
+                "; convert with --precision " + std::string(dtype_name(dtype)));
+  experts::TieredExpertsOptions to;
+  // One layer's SSD experts at a time: the DRAM tier is the host store, this cache only lands the reads.
+  to.dram_budget_bytes = static_cast<size_t>(n_ssd_slot) * ((file->image.bytes + experts::kChunkAlign - 1) /
+                                                            experts::kChunkAlign * experts::kChunkAlign);
+  to.reader = experts::parse_reader_kind(opt.ssd_reader);
+  ssd = std::make_unique<experts::TieredExperts>(*store, *file, std::move(to));
+  ssd_table.assign(E, nullptr);
+  ssd_ids.reserve(E);
 }
 
 void PipelinedModel::Impl::plan_kv_cache() {

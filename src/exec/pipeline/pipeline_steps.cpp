@@ -5,6 +5,7 @@
 // one token of each of its sequences or a chunk of one sequence's prompt.
 #include <algorithm>
 #include <array>
+#include <cstring>
 
 #include "exec/device/host_ops.h"
 #include "exec/pipeline/pipeline_impl.h"
@@ -20,10 +21,36 @@ TaskTag tag_of(TaskKind kind, int layer, int micro_batch) {
 }  // namespace
 
 void PipelinedModel::Impl::begin_layer_load(int layer) {
-  if (layer < c.n_layer) {
-    layer_half[layer] = next_half;
-    next_half ^= 1;
+  if (layer >= c.n_layer) return;
+  const int h = next_half;
+  layer_half[layer] = h;
+  next_half ^= 1;
+  if (n_ssd[layer] == 0) return;
+  // The layer's SSD experts: read into staging half h once the half's previous layer has copied out of it.
+  dev.wait(StreamKind::Host, ssd_free[h]);
+  // The task captures its layer and half by value: the main thread may enqueue this half's next load before
+  // the task has run.
+  const BufferAccess acc[] = {{ssd_staging[h], Access::Write}};
+  dev.launch(StreamKind::Host, tag_of(TaskKind::SsdRead, layer, -1), acc,
+             [self = this, layer, h] { self->read_ssd_experts(layer, h); });
+  dev.record(ssd_ready[h], StreamKind::Host);
+  step_done();
+}
+
+void PipelinedModel::Impl::read_ssd_experts(int layer, int h) {
+  const int E = c.n_expert, first = E - n_ssd[layer];
+  std::byte* staging = typed<std::byte>(dev, ssd_staging[h]);
+  const uint64_t before = ssd->stats().bytes_read;
+  for (int e0 = first; e0 < E; e0 += ssd->max_pinned()) {
+    ssd_ids.clear();
+    for (int e = e0; e < std::min(E, e0 + ssd->max_pinned()); ++e) ssd_ids.push_back(e);
+    ssd->acquire(layer, ssd_ids, ssd_table.data());
+    for (int e : ssd_ids)
+      std::memcpy(staging + static_cast<size_t>(e - first) * image.bytes,
+                  ssd_table[e]->gate.data.data() - image.offset[0], image.bytes);
+    ssd->release();
   }
+  stats.ssd_read_bytes += ssd->stats().bytes_read - before;
 }
 
 void PipelinedModel::Impl::issue_page(int layer, int page) {
@@ -32,17 +59,29 @@ void PipelinedModel::Impl::issue_page(int layer, int page) {
   const auto [first, last] = page_slots(layer, page);
   if (first >= last) return;
   dev.wait(StreamKind::H2D, page_free[h][page]);  // the ring page's previous layer is done with it
+  // Slots of DRAM-tier experts copy from the host store, those of SSD-tier experts from the staging half
+  // their read filled (the last n_ssd experts of the layer).
+  const int first_ssd = c.n_expert - n_ssd[layer];
+  const bool has_ssd = g + last > first_ssd;
+  if (has_ssd) dev.wait(StreamKind::H2D, ssd_ready[h]);
   std::array<CopySegment, kMaxCopySegments> seg;
   int n = 0;
   for (int s = first; s < last; ++s) {
-    seg[n++] = {ring[h][s].gate.data.data(), stored[layer][g + s].gate.data.data(), image.bytes};
+    const int e = g + s;
+    const bool from_ssd = e >= first_ssd;
+    const void* src = from_ssd ? static_cast<const void*>(typed<std::byte>(dev, ssd_staging[h]) +
+                                                          static_cast<size_t>(e - first_ssd) * image.bytes)
+                               : static_cast<const void*>(stored[layer][e].gate.data.data() - image.offset[0]);
+    seg[n++] = {ring[h][s].gate.data.data() - image.offset[0], src, image.bytes};
     stats.streamed_bytes += image.bytes;
-    if (n == kMaxCopySegments || s + 1 == last) {
-      dev.copy(StreamKind::H2D, tag_of(TaskKind::ExpertPage, layer, page), ring_page[h][page], store_buf,
-               std::span<const CopySegment>(seg.data(), n));
+    const bool source_changes = s + 1 < last && (g + s + 1 >= first_ssd) != from_ssd;
+    if (n == kMaxCopySegments || s + 1 == last || source_changes) {
+      dev.copy(StreamKind::H2D, tag_of(TaskKind::ExpertPage, layer, page), ring_page[h][page],
+               from_ssd ? ssd_staging[h] : store_buf, std::span<const CopySegment>(seg.data(), n));
       n = 0;
     }
   }
+  if (has_ssd) dev.record(ssd_free[h], StreamKind::H2D);
   dev.record(page_ready[h][page], StreamKind::H2D);
   step_done();
 }

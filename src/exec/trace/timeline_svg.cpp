@@ -27,6 +27,7 @@ const char* kind_colour(TaskKind k) {
       "#66bb6a",  // expert-page
       "#8d6e63",  // logits
       "#bdbdbd",  // upload
+      "#5d4037",  // ssd-read
   };
   return kColours[static_cast<int>(k)];
 }
