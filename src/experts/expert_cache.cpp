@@ -15,6 +15,9 @@ namespace {
 
 // O_DIRECT reads need page-aligned buffers; the SSD loader reads straight into an entry.
 constexpr size_t kEntryAlignment = 4096;
+size_t alloc_bytes(size_t bytes) {
+  return std::max<size_t>(kEntryAlignment, (bytes + kEntryAlignment - 1) / kEntryAlignment * kEntryAlignment);
+}
 
 struct FreeDeleter {
   void operator()(uint8_t* p) const noexcept { std::free(p); }
@@ -88,7 +91,29 @@ bool ExpertCache::Pin::ready() const {
 
 ExpertCache::ExpertCache(size_t capacity_bytes, EvictionPolicy policy) : capacity_(capacity_bytes), policy_(policy) {}
 
-ExpertCache::~ExpertCache() { FERRY_ASSERT_MSG(live_pins_ == 0, "an ExpertCache::Pin outlived its cache"); }
+ExpertCache::~ExpertCache() {
+  FERRY_ASSERT_MSG(live_pins_ == 0, "an ExpertCache::Pin outlived its cache");
+  for (const PoolBlock& b : pool_) std::free(b.data);
+}
+
+void ExpertCache::give_back(Entry& e) {
+  const size_t alloc = alloc_bytes(e.bytes);
+  if (!e.data || bytes_resident_ + pooled_bytes_ + alloc > capacity_) return;  // freed with the entry
+  pool_.push_back({alloc, e.data.release()});
+  pooled_bytes_ += alloc;
+}
+
+uint8_t* ExpertCache::take(size_t alloc) {
+  for (size_t i = 0; i < pool_.size(); ++i)
+    if (pool_[i].alloc == alloc) {
+      uint8_t* p = pool_[i].data;
+      pool_[i] = pool_.back();
+      pool_.pop_back();
+      pooled_bytes_ -= alloc;
+      return p;
+    }
+  return nullptr;
+}
 
 // The eviction order: the entry with the smallest key goes first. The second member is the entry's
 // last-use tick, unique per entry, so keys never collide and ties go to the least recent entry.
@@ -145,6 +170,7 @@ void ExpertCache::unpin(Entry& e) {
 void ExpertCache::drop(Entry& e) {
   FERRY_ASSERT(e.erased && e.pins == 0);
   bytes_resident_ -= e.bytes;
+  give_back(e);
   auto it = std::find_if(erased_.begin(), erased_.end(), [&](const auto& p) { return p.get() == &e; });
   FERRY_ASSERT(it != erased_.end());
   erased_.erase(it);  // frees the entry and its memory
@@ -181,6 +207,7 @@ void ExpertCache::evict_until_fits(size_t bytes) {
     bytes_resident_ -= victim.bytes;
     ++counters_.evictions;
     remember(victim);
+    give_back(victim);
     const ExpertKey key = victim.key;  // a copy: erasing frees victim
     entries_.erase(key);
   }
@@ -202,9 +229,16 @@ ExpertCache::Pin ExpertCache::insert(ExpertKey key, size_t bytes, double reload_
   }
   evict_until_fits(bytes);
 
-  const size_t alloc = std::max<size_t>(kEntryAlignment, (bytes + kEntryAlignment - 1) / kEntryAlignment * kEntryAlignment);
+  const size_t alloc = alloc_bytes(bytes);
   auto e = std::make_unique<Entry>();
-  e->data.reset(static_cast<uint8_t*>(std::aligned_alloc(kEntryAlignment, alloc)));
+  uint8_t* reused = take(alloc);
+  if (!reused && bytes_resident_ + pooled_bytes_ + bytes > capacity_) {
+    // blocks of another size hold the room: give them up first
+    for (const PoolBlock& b : pool_) std::free(b.data);
+    pool_.clear();
+    pooled_bytes_ = 0;
+  }
+  e->data.reset(reused ? reused : static_cast<uint8_t*>(std::aligned_alloc(kEntryAlignment, alloc)));
   if (!e->data)
     throw Error("cannot allocate " + mib(bytes) + " of host memory for expert " + to_string(key) +
                 " in the DRAM expert cache (" + std::strerror(errno) + "): lower the DRAM expert cache budget");
@@ -248,6 +282,7 @@ void ExpertCache::erase(ExpertKey key) {
     entries_.erase(it);
   } else {
     bytes_resident_ -= e.bytes;
+    give_back(e);
     entries_.erase(it);
   }
 }

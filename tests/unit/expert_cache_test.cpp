@@ -55,6 +55,19 @@ TEST(ExpertCache, PinnedBytesStayReadableUntilTheLastPinGoes) {
   EXPECT_EQ(c.bytes_resident(), 0u);
 }
 
+TEST(ExpertCache, AnEvictedEntrysMemoryIsReusedByTheNextInsert) {
+  ExpertCache c(2 * kEntry, EvictionPolicy::Lru);
+  const uint8_t* first = load(c, 0).data();
+  load(c, 1);
+  const uint8_t* third = load(c, 2).data();  // evicts 0 and takes its block: no fresh mapping
+  EXPECT_EQ(third, first);
+  EXPECT_LE(c.bytes_resident(), c.capacity());
+  // a key erased by hand gives its block to the next insert too
+  const uint8_t* second = c.find({0, 1}).data();
+  c.erase(ExpertKey{0, 1});
+  EXPECT_EQ(load(c, 3).data(), second);
+}
+
 TEST(ExpertCache, LruEvictsTheLeastRecentlyUsed) {
   ExpertCache c(2 * kEntry, EvictionPolicy::Lru);
   load(c, 0);

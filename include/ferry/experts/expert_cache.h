@@ -7,9 +7,11 @@
 // FFN reads cannot vanish under it. The runtime holds a layer's pins while the layer runs.
 //
 // Charging: an entry charges exactly the bytes asked for against the capacity, and the sum of charges
-// never exceeds it. Each entry owns its memory, allocated 4096-byte aligned (O_DIRECT reads land in it
-// directly) on insert and freed on eviction; the rounding up to a whole page is not charged (under one
-// page per expert of several MB).
+// never exceeds it. Each entry owns its memory, 4096-byte aligned (O_DIRECT reads land in it directly);
+// the rounding up to a whole page is not charged (under one page per expert of several MB). An evicted
+// entry's memory goes to a free pool that the next insert of the same size takes, as long as the pool and
+// the resident entries together stay within the capacity: a miss then costs the read alone, not a fresh
+// mapping of several MB that the kernel must fault in and zero.
 //
 // Threading: single-threaded. The cache and its Pins are used from one thread (the executor's
 // scheduling thread); a loader on another thread may write into Pin::data() of a Loading entry, but
@@ -114,6 +116,8 @@ class ExpertCache {
   void evict_until_fits(size_t bytes);
   void drop(Entry& e);  // an erased entry whose last Pin went: frees it
   void remember(const Entry& e);  // it leaves: keep its use count for its next load
+  void give_back(Entry& e);       // its memory to the pool, or freed when the pool would pass the capacity
+  uint8_t* take(size_t alloc_bytes);  // a pooled block of that size (the pool gives it up), or null
 
   size_t capacity_;
   EvictionPolicy policy_;
@@ -127,6 +131,12 @@ class ExpertCache {
   std::map<OrderKey, Entry*> order_;  // every resident entry, pinned or not, in eviction order
   std::vector<std::unique_ptr<Entry>> erased_;  // erased while pinned: freed at their last unpin
   std::unordered_map<ExpertKey, uint64_t, ExpertKeyHash> past_uses_;  // use counts of keys not resident
+  struct PoolBlock {
+    size_t alloc = 0;   // bytes allocated (page-rounded)
+    uint8_t* data = nullptr;
+  };
+  std::vector<PoolBlock> pool_;  // memory of evicted entries, for the next inserts
+  size_t pooled_bytes_ = 0;      // their allocated bytes
 };
 
 }  // namespace ferry::experts
