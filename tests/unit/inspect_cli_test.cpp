@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -81,6 +82,47 @@ TEST(InspectCli, ModelWithWeightsReportsStoredBytes) {
   auto text = test::run_ferry("inspect --model " + quoted(dir.path()));
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_THAT(text.out, AllOf(HasSubstr("stored BF16"), HasSubstr("matches config.json")));
+}
+
+// A packed store (ferry convert): its files, precisions, chunk counts and sizes; --verify checks every
+// checksum and names the file of a damaged chunk.
+TEST(InspectCli, PackedStoreShowsItsTiersAndVerifyFindsADamagedChunk) {
+  TempDir dir;
+  test::write_model_dir(dir.path() / "hf", test::tiny_mixtral_config(), test::tiny_mixtral_tensors(true));
+  const fs::path store = dir.path() / "store";
+  auto c = test::run_ferry("convert --model " + quoted(dir.path() / "hf") + " --out " + quoted(store) +
+                           " --precision bf16,int4 --group-size 32");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  auto r = test::run_ferry("inspect --json --verify --model " + quoted(store));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["store"]["experts"].size(), 2u);
+  EXPECT_EQ(j["store"]["experts"][0]["precision"], "bf16");
+  EXPECT_EQ(j["store"]["experts"][1]["precision"], "int4");
+  EXPECT_EQ(j["store"]["experts"][1]["group_size"], 32);
+  for (const auto& e : j["store"]["experts"]) {
+    EXPECT_EQ(e["chunks"], 2 * 4);  // L=2 MoE layers x E=4 experts
+    EXPECT_EQ(e["stored_bytes"].get<int64_t>() % 4096, 0);
+    EXPECT_GT(e["chunk_bytes"].get<int64_t>(), 0);
+  }
+  EXPECT_EQ(j["store"]["verified"]["failed"], 0);
+  EXPECT_EQ(j["store"]["verified"]["checked"], 1 + 2 * 8);
+
+  auto text = test::run_ferry("inspect --model " + quoted(store));
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_THAT(text.out, AllOf(HasSubstr("experts-bf16.bin: 8 chunks"), HasSubstr("experts int4 (group 32)")));
+
+  {  // one byte of the first int4 chunk flipped
+    std::fstream f(store / "experts-int4-g32.bin", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(10);
+    char b = 0;
+    f.get(b);
+    f.seekp(10);
+    f.put(static_cast<char>(b ^ 1));
+  }
+  auto bad = test::run_ferry("inspect --verify --model " + quoted(store));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.err, AllOf(HasSubstr("experts-int4-g32.bin"), HasSubstr("layer 0, expert 0"), HasSubstr("checksum")));
 }
 
 TEST(InspectCli, BrokenModelsExitNonZeroNamingTheFile) {
