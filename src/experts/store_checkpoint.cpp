@@ -17,25 +17,9 @@ namespace ferry::experts {
 
 namespace {
 
-cpu::PackedMatrix view_matrix(const StoreMatrix& m, const uint8_t* base) {
-  cpu::PackedMatrix shape;
-  shape.dtype = m.dtype;
-  shape.rows = m.rows;
-  shape.cols = m.cols;
-  shape.cols_padded = m.cols_padded;
-  shape.group_size = m.group_size;
-  shape.scale_dtype = m.scale_dtype;
-  shape.data = cpu::AlignedBytes::view(nullptr, m.data.bytes);
-  shape.scales = cpu::AlignedBytes::view(nullptr, m.scales.bytes);
-  shape.zeros = cpu::AlignedBytes::view(nullptr, m.zeros.bytes);
-  auto* b = const_cast<uint8_t*>(base);
-  return cpu::packed_view(shape, b + m.data.offset, m.scales.bytes ? b + m.scales.offset : nullptr,
-                          m.zeros.bytes ? b + m.zeros.offset : nullptr);
-}
-
 std::vector<float> dequantized(const StoreMatrix& m, const uint8_t* base) {
   std::vector<float> out(static_cast<size_t>(m.rows) * m.cols);
-  cpu::dequantize(view_matrix(m, base), out.data());
+  cpu::dequantize(matrix_view(m, base), out.data());
   return out;
 }
 

@@ -236,4 +236,21 @@ StoreManifest read_store_manifest(const fs::path& dir) {
   return m;
 }
 
+cpu::PackedMatrix matrix_view(const StoreMatrix& m, const uint8_t* base) {
+  cpu::PackedMatrix shape;
+  shape.dtype = m.dtype;
+  shape.rows = m.rows;
+  shape.cols = m.cols;
+  shape.cols_padded = m.cols_padded;
+  shape.group_size = m.group_size;
+  shape.scale_dtype = m.scale_dtype;
+  shape.data = cpu::AlignedBytes::view(nullptr, m.data.bytes);
+  shape.scales = cpu::AlignedBytes::view(nullptr, m.scales.bytes);
+  shape.zeros = cpu::AlignedBytes::view(nullptr, m.zeros.bytes);
+  if (!base) return shape;
+  auto* b = const_cast<uint8_t*>(base);
+  auto at = [&](const StoreArray& a) -> uint8_t* { return a.bytes ? b + a.offset : nullptr; };
+  return cpu::packed_view(shape, at(m.data), at(m.scales), at(m.zeros));
+}
+
 }  // namespace ferry::experts

@@ -15,18 +15,11 @@ namespace {
 
 size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
-cpu::PackedMatrix shape_of(const StoreMatrix& m) {
-  cpu::PackedMatrix p;
-  p.dtype = m.dtype;
-  p.rows = m.rows;
-  p.cols = m.cols;
-  p.cols_padded = m.cols_padded;
-  p.group_size = m.group_size;
-  p.scale_dtype = m.scale_dtype;
-  p.data = cpu::AlignedBytes::view(nullptr, m.data.bytes);
-  p.scales = cpu::AlignedBytes::view(nullptr, m.scales.bytes);
-  p.zeros = cpu::AlignedBytes::view(nullptr, m.zeros.bytes);
-  return p;
+size_t checked_budget(size_t budget, size_t entry_bytes) {
+  if (budget < entry_bytes)
+    throw Error("the DRAM expert budget of " + std::to_string(budget >> 20) + " MiB cannot hold one expert of " +
+                std::to_string(entry_bytes >> 20) + " MiB; raise --dram-budget");
+  return budget;
 }
 
 // A read's reload cost for the score policy: the chunk's bytes at an NVMe-class 2 GB/s.
@@ -47,16 +40,14 @@ TieredExperts::TieredExperts(const StoreManifest& store, const ExpertTierFile& f
       file_(&store_.experts.at(static_cast<size_t>(&file - store.experts.data()))),
       entry_bytes_(round_up(file.image.bytes, kChunkAlign)),
       reader_(o.reader_override ? std::move(o.reader_override) : make_chunk_reader(o.reader, o.queue_depth)),
-      cache_(o.dram_budget_bytes, o.eviction) {
-  if (o.dram_budget_bytes < entry_bytes_)
-    throw Error("the DRAM expert budget of " + std::to_string(o.dram_budget_bytes >> 20) +
-                " MiB cannot hold one expert of " + std::to_string(entry_bytes_ >> 20) +
-                " MiB; raise --dram-budget");
-  max_pinned_ = static_cast<int>(o.dram_budget_bytes / entry_bytes_);
-  proto_.gate = shape_of(file_->gate);
-  proto_.up = shape_of(file_->up);
-  proto_.down = shape_of(file_->down);
+      cache_(checked_budget(o.dram_budget_bytes, entry_bytes_), o.eviction, entry_bytes_) {
+  max_pinned_ = static_cast<int>(cache_.capacity() / entry_bytes_);
+  proto_.gate = matrix_view(file_->gate, nullptr);
+  proto_.up = matrix_view(file_->up, nullptr);
+  proto_.down = matrix_view(file_->down, nullptr);
   fd_ = reader_->open(store_.dir / file_->file);
+  // Uncompressed chunks land straight in the cache's slots: register them once for fixed-buffer reads.
+  registered_ = reader_->register_memory(cache_.arena(), cache_.arena_bytes(), cache_.slot_bytes());
   views_.resize(max_pinned_);
 }
 

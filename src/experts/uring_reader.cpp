@@ -4,6 +4,8 @@
 // Completions reaped while submit() waits for a free slot are kept until wait() hands them out.
 #include <liburing.h>
 
+#include <sys/uio.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
@@ -20,6 +22,7 @@ namespace {
 
 // io_uring lengths are 32-bit; a longer read is simply completed by the short-read path.
 constexpr size_t kMaxAttemptBytes = size_t{1} << 30;
+constexpr size_t kMaxFixedBuffers = 16384;  // the kernel's limit on registered buffers
 
 class UringReader final : public ChunkReader {
  public:
@@ -79,6 +82,19 @@ class UringReader final : public ChunkReader {
   }
 
   size_t in_flight() const override { return slots_.size() - free_slots_.size() + ready_.size(); }
+
+  bool register_memory(void* base, size_t bytes, size_t unit) override {
+    if (fixed_count_ || !base || unit == 0 || unit > (size_t{1} << 30) || bytes == 0 || bytes % unit ||
+        bytes / unit > kMaxFixedBuffers)
+      return false;
+    std::vector<iovec> iov(bytes / unit);
+    for (size_t i = 0; i < iov.size(); ++i) iov[i] = {static_cast<uint8_t*>(base) + i * unit, unit};
+    if (io_uring_register_buffers(&ring_, iov.data(), static_cast<unsigned>(iov.size())) < 0) return false;
+    fixed_base_ = static_cast<uint8_t*>(base);
+    fixed_unit_ = unit;
+    fixed_count_ = iov.size();
+    return true;
+  }
   uint64_t bytes_read() const override { return counters_.bytes_read; }
   uint64_t short_reads() const override { return counters_.short_reads; }
 
@@ -94,7 +110,13 @@ class UringReader final : public ChunkReader {
     FERRY_ASSERT_MSG(sqe, "io_uring submission queue full");
     const ReadProgress& p = slots_[slot];
     unsigned len = static_cast<unsigned>(std::min(p.remaining(), kMaxAttemptBytes));
-    io_uring_prep_read(sqe, files_.at(p.read.file).fd, p.dst(), len, p.offset());
+    uint8_t* dst = p.dst();
+    const int fd = files_.at(p.read.file).fd;
+    const size_t unit = fixed_unit_ ? static_cast<size_t>(dst - fixed_base_) / fixed_unit_ : 0;
+    if (fixed_count_ && dst >= fixed_base_ && unit < fixed_count_ && dst + len <= fixed_base_ + (unit + 1) * fixed_unit_)
+      io_uring_prep_read_fixed(sqe, fd, dst, len, p.offset(), static_cast<int>(unit));
+    else
+      io_uring_prep_read(sqe, fd, dst, len, p.offset());
     io_uring_sqe_set_data64(sqe, slot);
   }
 
@@ -141,6 +163,8 @@ class UringReader final : public ChunkReader {
   std::vector<size_t> free_slots_;
   std::deque<ChunkCompletion> ready_;
   ReadCounters counters_;
+  uint8_t* fixed_base_ = nullptr;  // the registered memory (register_memory), in units of fixed_unit_
+  size_t fixed_unit_ = 0, fixed_count_ = 0;
 };
 
 }  // namespace

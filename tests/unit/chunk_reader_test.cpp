@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 #include <optional>
 #include <random>
@@ -257,6 +258,34 @@ TEST(ChunkReaderUring, DestroyingTheReaderWithReadsInFlightIsSafe) {
   reader->submit(std::span(reads).first(8));
   EXPECT_EQ(reader->in_flight(), 8u);
   reader.reset();  // waits for the eight reads to land in buf before the ring goes
+}
+
+TEST(ChunkReaderUring, ReadsIntoRegisteredMemoryAndAroundIt) {
+  std::unique_ptr<ChunkReader> reader;
+  try {
+    reader = make_chunk_reader(ReaderKind::Uring, 8);
+  } catch (const Error& e) {
+    GTEST_SKIP() << "io_uring is refused on this machine: " << e.what();
+  }
+  test::TempDir dir;
+  const auto bytes = test::lcg_bytes(kFileBytes);
+  test::write_file(dir.path() / "f.bin", bytes);
+  const int file = reader->open(dir.path() / "f.bin");
+  AlignedBuffer fixed(128 * kChunkAlign), plain(128 * kChunkAlign);  // the file's first 256 blocks
+  EXPECT_FALSE(reader->register_memory(fixed.data(), fixed.size(), 3 * kChunkAlign));  // not a whole number of units
+  const bool registered = reader->register_memory(fixed.data(), fixed.size(), 16 * kChunkAlign);
+  if (!registered) std::printf("  (the kernel refused to register the buffers: plain reads were used)\n");
+  // the first half of the file into the registered memory, 16-block reads (one unit each), the second
+  // half into plain memory
+  std::vector<ChunkRead> reads;
+  for (size_t off = 0; off < fixed.size(); off += 16 * kChunkAlign)
+    reads.push_back({file, off, 16 * kChunkAlign, fixed.data() + off, off});
+  for (size_t off = 0; off < plain.size(); off += 16 * kChunkAlign)
+    reads.push_back({file, fixed.size() + off, 16 * kChunkAlign, plain.data() + off, 1 + off});
+  read_all(*reader, reads);
+  EXPECT_TRUE(std::equal(bytes.begin(), bytes.begin() + static_cast<ptrdiff_t>(fixed.size()), fixed.data()));
+  EXPECT_TRUE(std::equal(bytes.begin() + static_cast<ptrdiff_t>(fixed.size()),
+                         bytes.begin() + static_cast<ptrdiff_t>(fixed.size() + plain.size()), plain.data()));
 }
 
 TEST(ChunkReaderFactory, AutoGivesARealReaderAndFakeIsRefused) {

@@ -3,6 +3,7 @@
 // counted across evictions, score a cheap-to-reload entry before a costly one of equal use).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -66,6 +67,26 @@ TEST(ExpertCache, AnEvictedEntrysMemoryIsReusedByTheNextInsert) {
   const uint8_t* second = c.find({0, 1}).data();
   c.erase(ExpertKey{0, 1});
   EXPECT_EQ(load(c, 3).data(), second);
+}
+
+TEST(ExpertCache, SlotModeCarvesOneArenaAndChargesAWholeSlot) {
+  ExpertCache c(3 * kEntry + 100, EvictionPolicy::Lru, kEntry);
+  EXPECT_EQ(c.capacity(), 3 * kEntry);  // whole slots
+  EXPECT_EQ(c.arena_bytes(), 3 * kEntry);
+  std::vector<const uint8_t*> seen;
+  for (int e = 0; e < 7; ++e) {
+    ExpertCache::Pin p = c.insert({0, e}, kEntry / 2, 1e-3);  // half a slot asked, a slot charged
+    ASSERT_TRUE(p);
+    c.mark_ready(p);
+    EXPECT_GE(p.data(), c.arena());
+    EXPECT_LT(p.data(), c.arena() + c.arena_bytes());
+    EXPECT_EQ((p.data() - c.arena()) % kEntry, 0);
+    seen.push_back(p.data());
+  }
+  EXPECT_EQ(c.bytes_resident(), 3 * kEntry);
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(std::unique(seen.begin(), seen.end()) - seen.begin(), 3);  // only the three slots, reused
+  EXPECT_THROW(ExpertCache(kEntry - 1, EvictionPolicy::Lru, kEntry), Error);
 }
 
 TEST(ExpertCache, LruEvictsTheLeastRecentlyUsed) {

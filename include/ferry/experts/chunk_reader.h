@@ -55,6 +55,12 @@ class ChunkReader {
   // (clamped to the number in flight). Returns how many it appended.
   virtual size_t wait(std::vector<ChunkCompletion>& done, size_t min_complete) = 0;
   virtual size_t in_flight() const = 0;
+  // Registers [base, base + bytes) in units of `unit` bytes (each at most 1 GiB; bytes a multiple of it) for
+  // the reader's fixed-buffer path (io_uring: io_uring_register_buffers once, then read_fixed, which spares
+  // the kernel mapping the destination pages at every read); a read whose destination lies inside one unit
+  // takes it. Returns whether the memory was registered: false when the reader has no such path or the
+  // kernel refused (the memlock limit of a non-root user, say). Reads work either way.
+  virtual bool register_memory(void* /*base*/, size_t /*bytes*/, size_t /*unit*/) { return false; }
   // Bytes read so far and the number of short reads re-issued (metrics).
   virtual uint64_t bytes_read() const = 0;
   virtual uint64_t short_reads() const = 0;

@@ -11,7 +11,10 @@
 // the rounding up to a whole page is not charged (under one page per expert of several MB). An evicted
 // entry's memory goes to a free pool that the next insert of the same size takes, as long as the pool and
 // the resident entries together stay within the capacity: a miss then costs the read alone, not a fresh
-// mapping of several MB that the kernel must fault in and zero.
+// mapping of several MB that the kernel must fault in and zero. With a slot size (the TieredExperts case:
+// every expert of a store has the same size) the whole capacity is one arena carved into slots up front,
+// each entry charged one slot: nothing is allocated after construction, and the arena can be registered
+// with the reader once (io_uring fixed buffers).
 //
 // Threading: single-threaded. The cache and its Pins are used from one thread (the executor's
 // scheduling thread); a loader on another thread may write into Pin::data() of a Loading entry, but
@@ -72,7 +75,9 @@ class ExpertCache {
     Entry* entry_ = nullptr;
   };
 
-  ExpertCache(size_t capacity_bytes, EvictionPolicy policy);
+  // slot_bytes > 0: the arena mode above (capacity rounded down to whole slots; an insert may ask for at
+  // most slot_bytes and is charged a slot). Throws ferry::Error when the capacity holds no slot.
+  ExpertCache(size_t capacity_bytes, EvictionPolicy policy, size_t slot_bytes = 0);
   ~ExpertCache();  // every Pin must be gone by now (asserted)
   ExpertCache(const ExpertCache&) = delete;
   ExpertCache& operator=(const ExpertCache&) = delete;
@@ -105,6 +110,10 @@ class ExpertCache {
   size_t bytes_pinned() const { return bytes_pinned_; }
   size_t n_resident() const { return entries_.size(); }  // erased entries not counted
   EvictionPolicy policy() const { return policy_; }
+  // The arena (slot mode) and its slot size; {nullptr, 0} otherwise.
+  uint8_t* arena() const { return arena_; }
+  size_t arena_bytes() const { return arena_ ? capacity_ : 0; }
+  size_t slot_bytes() const { return slot_bytes_; }
 
  private:
   using OrderKey = std::pair<double, uint64_t>;  // evict the smallest first; see order_key()
@@ -135,7 +144,9 @@ class ExpertCache {
     size_t alloc = 0;   // bytes allocated (page-rounded)
     uint8_t* data = nullptr;
   };
-  std::vector<PoolBlock> pool_;  // memory of evicted entries, for the next inserts
+  std::vector<PoolBlock> pool_;  // memory of evicted entries, for the next inserts (slot mode: free slots)
+  uint8_t* arena_ = nullptr;     // slot mode
+  size_t slot_bytes_ = 0;
   size_t pooled_bytes_ = 0;      // their allocated bytes
 };
 

@@ -89,6 +89,10 @@ struct StoreManifest {
   const ExpertTierFile* expert_file(DType dtype, int group_size) const;
 };
 
+// A PackedMatrix of m's shape viewing its arrays at `base + offsets` (a file mapping or an expert image);
+// with a null base, the shape alone (every array pointer null, sizes kept).
+cpu::PackedMatrix matrix_view(const StoreMatrix& m, const uint8_t* base);
+
 // Whether `dir` holds a store manifest.
 bool is_packed_store(const std::filesystem::path& dir);
 // Reads and checks the manifest (format, version, every offset inside its file's size). Throws ferry::Error

@@ -54,6 +54,7 @@ class TieredExperts {
   size_t chunk_bytes() const { return entry_bytes_; }
   const ExpertImage& image() const { return file_->image; }  // the layout of every chunk
   ReaderKind reader_kind() const { return reader_->kind(); }
+  bool fixed_buffers() const { return registered_; }  // the cache's slots registered with the reader
 
  private:
   struct Pending;
@@ -77,6 +78,7 @@ class TieredExperts {
   std::vector<MlpWeights> views_;  // [max_pinned]: the views handed out by the last acquire
   void* zstd_ = nullptr;           // ZSTD_DCtx
   TieredExpertsStats stats_;
+  bool registered_ = false;
   std::vector<ChunkCompletion> done_;
   std::unordered_set<ExpertKey, ExpertKeyHash> prefetched_;  // read ahead and not used yet
 };

@@ -24,23 +24,6 @@ struct StoreMapping {
   std::vector<cpu::AlignedBytes> decompressed;  // zstd chunks, one image each
 };
 
-// A PackedMatrix of m's shape viewing `base + offsets`.
-cpu::PackedMatrix matrix_view(const StoreMatrix& m, const uint8_t* base) {
-  cpu::PackedMatrix shape;
-  shape.dtype = m.dtype;
-  shape.rows = m.rows;
-  shape.cols = m.cols;
-  shape.cols_padded = m.cols_padded;
-  shape.group_size = m.group_size;
-  shape.scale_dtype = m.scale_dtype;
-  auto* b = const_cast<uint8_t*>(base);
-  shape.data = cpu::AlignedBytes::view(nullptr, m.data.bytes);
-  shape.scales = cpu::AlignedBytes::view(nullptr, m.scales.bytes);
-  shape.zeros = cpu::AlignedBytes::view(nullptr, m.zeros.bytes);
-  return cpu::packed_view(shape, m.data.bytes ? b + m.data.offset : nullptr,
-                          m.scales.bytes ? b + m.scales.offset : nullptr, m.zeros.bytes ? b + m.zeros.offset : nullptr);
-}
-
 }  // namespace
 
 bool load_from_store(const experts::StoreManifest& s, const CpuModelOptions& options, CpuWeights& w) {
@@ -70,7 +53,7 @@ bool load_from_store(const experts::StoreManifest& s, const CpuModelOptions& opt
   };
   auto mat = [&](const std::string& name) {
     auto it = s.matrices.find(name);
-    return it == s.matrices.end() ? cpu::PackedMatrix{} : matrix_view(it->second, d);
+    return it == s.matrices.end() ? cpu::PackedMatrix{} : experts::matrix_view(it->second, d);
   };
   if (s.embed_dtype == DType::BF16) {
     w.embed_bf16.resize(s.embed.bytes / 2);
@@ -85,9 +68,9 @@ bool load_from_store(const experts::StoreManifest& s, const CpuModelOptions& opt
   w.lm_head_bias = vec("lm_head_bias");
   w.layers.resize(c.n_layer);
   MlpWeights proto;
-  proto.gate = matrix_view(tier->gate, nullptr);
-  proto.up = matrix_view(tier->up, nullptr);
-  proto.down = matrix_view(tier->down, nullptr);
+  proto.gate = experts::matrix_view(tier->gate, nullptr);
+  proto.up = experts::matrix_view(tier->up, nullptr);
+  proto.down = experts::matrix_view(tier->down, nullptr);
   ZSTD_DCtx* zctx = nullptr;
   for (int l = 0; l < c.n_layer; ++l) {
     CpuLayerWeights& L = w.layers[l];
