@@ -107,6 +107,9 @@ struct CpuModelOptions {
   size_t dram_expert_budget = 0;
   std::string eviction = "lru";   // lru, lfu or score (ferry/experts/eviction_policy.h)
   std::string reader = "auto";    // auto, io_uring or pread
+  // Packed stores: read every mapped page at load (MAP_POPULATE) instead of on first use, so the first
+  // tokens do not wait on page faults.
+  bool populate = false;
   // When set, each forward's routing is appended to this file (ferry/experts/routing_trace.h).
   std::string record_routing;
 };

@@ -25,6 +25,7 @@ struct TargetOptions {
   std::string eviction = "lru";       // the DRAM expert cache's policy: lru, lfu or score
   std::string reader = "auto";        // how expert chunks are read: auto, io_uring or pread
   std::string record_routing;         // cpu target: a JSONL file of every forward's routing
+  bool populate = false;              // cpu target, packed stores: fault every mapped page in at load
 };
 
 // Throws ferry::Error for an unknown target or option value, listing the known ones. `auto` is resolved

@@ -34,6 +34,7 @@ CpuModelOptions cpu_options(const TargetOptions& o) {
   c.eviction = o.eviction;
   c.reader = o.reader;
   c.record_routing = o.record_routing;
+  c.populate = o.populate;
   return c;
 }
 

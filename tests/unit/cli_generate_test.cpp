@@ -179,3 +179,36 @@ TEST(CliHelp, ListsEverySubcommand) {
 
 }  // namespace
 }  // namespace ferry
+
+namespace ferry {
+namespace {
+
+// A packed store under a DRAM budget of a few experts: the same text as with every expert in DRAM, the
+// tiers' counters on stderr, and the routing of every forward in the trace file.
+TEST(CliGenerate, APackedStoreUnderADramBudgetGivesTheSameText) {
+  TempDir dir;
+  const std::string store = (dir.path() / "store").string();
+  auto c = test::run_ferry("convert -q --model " + quote(kModel) + " --out " + quote(store));
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const std::string base = "generate --target cpu --ignore-eos -n 12 -m " + quote(store) + " -p 'Hi there'";
+  auto all = test::run_ferry(base + " -q");
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  const std::string trace = (dir.path() / "routing.jsonl").string();
+  auto tiered = test::run_ferry(base + " --dram-budget 0.0001 --eviction score --populate --record-routing " +
+                                quote(trace));
+  ASSERT_EQ(tiered.exit_code, 0) << tiered.err;
+  EXPECT_EQ(tiered.out, all.out);
+  EXPECT_NE(tiered.err.find("experts under the DRAM budget"), std::string::npos) << tiered.err;
+  std::ifstream in(trace);
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines)
+    EXPECT_NE(nlohmann::json::parse(line)["routing"].size(), 0u);
+  EXPECT_EQ(lines, 12);  // the prompt's forward and 11 decode steps
+  // a Hugging Face directory cannot stream experts: the error says how to convert
+  auto hf = test::run_ferry("generate --target cpu -n 2 -m " + quote(kModel) + " -p 'x' --dram-budget 0.0001");
+  EXPECT_NE(hf.exit_code, 0);
+  EXPECT_NE(hf.err.find("ferry convert"), std::string::npos) << hf.err;
+}
+
+}  // namespace
+}  // namespace ferry

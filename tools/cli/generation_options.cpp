@@ -73,6 +73,8 @@ void add_generation_options(CLI::App& app, GenerationOptions& o) {
                  "(io_uring, else pread), io_uring (O_DIRECT), pread")
       ->check(one_of({"auto", "io_uring", "pread"}))
       ->capture_default_str();
+  app.add_flag("--populate", o.target.populate,
+               "cpu target, packed stores: read the mapped weights at load (MAP_POPULATE) rather than on first use");
   app.add_option("--record-routing", o.target.record_routing,
                  "cpu target: write each forward's routing (which experts each MoE layer chose) to this JSONL "
                  "file, to compare expert-cache policies on (tools/bench/bench_expert_cache)");

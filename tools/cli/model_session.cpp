@@ -60,9 +60,9 @@ ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
     s.max_sequences = o.batch > 0 ? o.batch : kDefaultBatch;
     return s;
   }
-  if (o.target.dram_budget_gb > 0 || !o.target.record_routing.empty())
-    throw Error("--dram-budget and --record-routing apply to the cpu target for now; the pipelined executor keeps "
-                "the experts a policy leaves in DRAM resident");
+  if (o.target.dram_budget_gb > 0 || !o.target.record_routing.empty() || o.target.populate)
+    throw Error("--dram-budget, --record-routing and --populate apply to the cpu target for now; the pipelined "
+                "executor puts experts on the SSD tier through its policy (ssd_experts_per_layer)");
   if (o.target.kv_dtype != "bf16" || o.target.bf16_activations || o.target.threads != 0)
     throw Error("--kv-dtype, --bf16-activations and --threads apply to the cpu target; the pipelined executor "
                 "keeps the KV cache in bf16 and computes as the cpu target's defaults do");

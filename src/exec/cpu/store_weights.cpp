@@ -34,13 +34,13 @@ bool load_from_store(const experts::StoreManifest& s, const CpuModelOptions& opt
     throw Error("the cpu target does not support " + std::string(family_name(c.family)) +
                 " (multi-head latent attention) yet; `ferry plan` and `ferry inspect` work for it");
   auto map = std::make_shared<StoreMapping>();
-  map->dense = std::make_unique<MappedFile>(s.dir / s.dense_file);
+  map->dense = std::make_unique<MappedFile>(s.dir / s.dense_file, options.populate);
   const uint8_t* d = map->dense->data();
   if (experts::xxhash64(d, map->dense->size()) != s.dense_xxh64)
     throw Error((s.dir / s.dense_file).string() + ": checksum mismatch (the file is damaged); convert the model again");
   // Under a DRAM budget smaller than the experts, the cpu target reads them through its tiers instead.
   const bool map_experts = options.dram_expert_budget == 0 || options.dram_expert_budget >= tier->stored_bytes();
-  if (map_experts) map->experts = std::make_unique<MappedFile>(s.dir / tier->file);
+  if (map_experts) map->experts = std::make_unique<MappedFile>(s.dir / tier->file, options.populate);
 
   w.config = c;
   auto vec = [&](const std::string& name) {
