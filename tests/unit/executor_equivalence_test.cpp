@@ -79,18 +79,7 @@ Rows run(Model& m, const Oracle& o, int n_seq, int steps, bool forced) {
 
 planner::Policy make_policy(const ModelConfig& c, int mu, int n_ub, int pinned, bool host_attention,
                             planner::Precision precision) {
-  planner::Policy p;
-  p.batch_size = mu * n_ub;
-  p.micro_batch = mu;
-  p.attention_device = host_attention ? planner::Device::Cpu : planner::Device::Gpu;
-  for (int l = 0; l < c.n_layer; ++l) {
-    const bool moe = c.layer_is_moe[l];
-    p.gpu_experts_per_layer.push_back(moe ? pinned : 0);
-    p.dram_experts_per_layer.push_back(moe ? c.n_expert - pinned : 0);
-    p.ssd_experts_per_layer.push_back(0);
-  }
-  p.gpu_expert_precision = p.dram_expert_precision = p.ssd_expert_precision = precision;
-  return p;
+  return test::pipeline_policy(c, mu, n_ub, pinned, 0, host_attention, precision);
 }
 
 PipelineOptions small_kv() {

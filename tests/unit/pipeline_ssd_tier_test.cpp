@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "chunk_test_util.h"
+#include "test_util.h"
 #include "ferry/checkpoint.h"
 #include "ferry/cpu_model.h"
 #include "ferry/device.h"
@@ -51,22 +52,6 @@ Decoded greedy(Model& m, int n_seq, int steps) {
     }
   }
   return r;
-}
-
-planner::Policy policy(const ModelConfig& c, int mu, int n_ub, int gpu, int ssd, bool host_attention,
-                       planner::Precision precision) {
-  planner::Policy p;
-  p.batch_size = mu * n_ub;
-  p.micro_batch = mu;
-  p.attention_device = host_attention ? planner::Device::Cpu : planner::Device::Gpu;
-  for (int l = 0; l < c.n_layer; ++l) {
-    const bool moe = c.layer_is_moe[l];
-    p.gpu_experts_per_layer.push_back(moe ? gpu : 0);
-    p.dram_experts_per_layer.push_back(moe ? c.n_expert - gpu - ssd : 0);
-    p.ssd_experts_per_layer.push_back(moe ? ssd : 0);
-  }
-  p.gpu_expert_precision = p.dram_expert_precision = p.ssd_expert_precision = precision;
-  return p;
 }
 
 PipelineOptions small_kv() {
@@ -114,7 +99,7 @@ TEST_F(PipelineSsdTier, ExpertsOnTheSsdGiveTheCpuTargetsTokensAndLogitsBitForBit
                             Case{2, 2, E / 2, E / 2, true}}) {
         for (const char* target : {"sim:l4", "cpu"}) {
           auto dev = create_device(target);
-          PipelinedModel m(*ckpt, *dev, policy(c, k.mu, k.n_ub, k.gpu, k.ssd, k.host, prec), small_kv());
+          PipelinedModel m(*ckpt, *dev, test::pipeline_policy(c, k.mu, k.n_ub, k.gpu, k.ssd, k.host, prec), small_kv());
           const Decoded got = greedy(m, 4, 4);
           const std::string what = model + " " + std::string(planner::precision_name(prec)) + " mu=" +
                                    std::to_string(k.mu) + " gpu=" + std::to_string(k.gpu) + " ssd=" +
@@ -134,7 +119,7 @@ TEST_F(PipelineSsdTier, SsdExpertsNeedAStoreAndOnePrecision) {
   const ModelConfig& c = hf->config();
   auto dev = create_device("sim:l4");
   try {
-    PipelinedModel m(*hf, *dev, policy(c, 1, 1, 0, 2, true, planner::Precision::Bf16), small_kv());
+    PipelinedModel m(*hf, *dev, test::pipeline_policy(c, 1, 1, 0, 2, true, planner::Precision::Bf16), small_kv());
     FAIL() << "SSD experts over a Hugging Face directory were accepted";
   } catch (const Error& e) {
     const std::string msg = e.what();
@@ -142,7 +127,7 @@ TEST_F(PipelineSsdTier, SsdExpertsNeedAStoreAndOnePrecision) {
     EXPECT_NE(msg.find("ferry convert"), std::string::npos) << msg;
   }
   const auto st = Checkpoint::open(convert("mixtral_spm", false));
-  planner::Policy p = policy(c, 1, 1, 0, 2, true, planner::Precision::Bf16);
+  planner::Policy p = test::pipeline_policy(c, 1, 1, 0, 2, true, planner::Precision::Bf16);
   p.ssd_expert_precision = planner::Precision::Int4;
   auto dev2 = create_device("sim:l4");
   try {
@@ -163,7 +148,7 @@ TEST_F(PipelineSsdTier, ADamagedExpertFileStopsTheRunNamingTheChunk) {
   const experts::ExpertTierFile* f = sm.expert_file(DType::BF16, 0);
   ASSERT_NE(f, nullptr);
   auto dev = create_device("sim:l4");
-  PipelinedModel m(*ckpt, *dev, policy(c, 1, 1, 0, c.n_expert, true, planner::Precision::Bf16), small_kv());
+  PipelinedModel m(*ckpt, *dev, test::pipeline_policy(c, 1, 1, 0, c.n_expert, true, planner::Precision::Bf16), small_kv());
   const experts::ExpertChunk* last = f->find(c.n_layer - 1, c.n_expert - 1);
   ASSERT_NE(last, nullptr);
   fs::resize_file(store / f->file, last->offset);

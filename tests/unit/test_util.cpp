@@ -42,4 +42,20 @@ CommandResult run_ferry(const std::string& args) {
   return r;
 }
 
+planner::Policy pipeline_policy(const ModelConfig& c, int mu, int n_ub, int gpu, int ssd, bool host_attention,
+                                planner::Precision precision) {
+  planner::Policy p;
+  p.batch_size = mu * n_ub;
+  p.micro_batch = mu;
+  p.attention_device = host_attention ? planner::Device::Cpu : planner::Device::Gpu;
+  for (int l = 0; l < c.n_layer; ++l) {
+    const bool moe = c.layer_is_moe[l];
+    p.gpu_experts_per_layer.push_back(moe ? gpu : 0);
+    p.dram_experts_per_layer.push_back(moe ? c.n_expert - gpu - ssd : 0);
+    p.ssd_experts_per_layer.push_back(moe ? ssd : 0);
+  }
+  p.gpu_expert_precision = p.dram_expert_precision = p.ssd_expert_precision = precision;
+  return p;
+}
+
 }  // namespace ferry::test

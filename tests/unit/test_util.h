@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "ferry/model_config.h"
+#include "ferry/planner/policy.h"
 #include "ferry/safetensors.h"
 
 namespace ferry::test {
@@ -33,5 +35,10 @@ struct CommandResult {
 };
 // Runs the ferry binary with `args` (a shell-quoted string), capturing stdout and stderr.
 CommandResult run_ferry(const std::string& args);
+
+// A pipeline policy by hand: N = mu x n_ub, `gpu` experts of each MoE layer resident on the device, the
+// last `ssd` on the SSD tier, the rest in DRAM, every tier at `precision`.
+planner::Policy pipeline_policy(const ModelConfig& c, int mu, int n_ub, int gpu, int ssd, bool host_attention,
+                                planner::Precision precision);
 
 }  // namespace ferry::test
