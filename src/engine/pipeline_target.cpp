@@ -115,6 +115,8 @@ std::unique_ptr<PipelineTarget> PipelineTarget::create(const Checkpoint& ckpt, c
   } else {
     t->policy_ = planner::Policy::load(o.policy);
     t->policy_source_ = o.policy;
+    // Before anything reads per-layer fields (the cost model indexes them by the model's layers).
+    t->policy_.validate_for(ckpt.config(), o.policy);
     if (host_attention && t->policy_.attention_device == planner::Device::Gpu)
       throw Error("policy " + o.policy + " puts attention on the GPU, but " + t->device_->info().name +
                   " attends on the host only (device attention is not implemented yet); use --policy auto or a "

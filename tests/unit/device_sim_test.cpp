@@ -53,9 +53,9 @@ TEST(DeviceSim, CapacityOverflowNamesTheBuffer) {
   (void)small;
 }
 
-// A compute task reading a buffer whose H2D copy is not ordered before it by an event.
-void misordered_read(Device& dev) {
-  std::vector<float> host(1024, 1.0f);
+// A compute task reading a buffer whose H2D copy is not ordered before it by an event. The copy may still be
+// running when the ordering error is thrown: `host` must outlive the device (the caller declares it first).
+void misordered_read(Device& dev, const std::vector<float>& host) {
   BufferId buf = dev.alloc("weights page 3", host.size() * sizeof(float));
   dev.copy(StreamKind::H2D, {TaskKind::ExpertPage, 1, 3}, buf, BufferId{}, dev.data(buf), host.data(),
            host.size() * sizeof(float));
@@ -65,9 +65,10 @@ void misordered_read(Device& dev) {
 
 TEST(DeviceSim, MisorderedReadIsDetected) {
   for (const char* target : {"sim:l4,h2d=0.001", "cpu"}) {
+    const std::vector<float> host(1024, 1.0f);
     auto dev = create_device(target);
     try {
-      misordered_read(*dev);
+      misordered_read(*dev, host);
       FAIL() << target << ": expected an ordering error";
     } catch (const Error& e) {
       const std::string msg = e.what();
