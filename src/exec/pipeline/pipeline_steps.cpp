@@ -188,7 +188,9 @@ void PipelinedModel::Impl::post_attention(int layer, int h, Micro& m) {
   step_done();
   // then the streamed pages, in the order they were issued (cache-state order)
   for (int p = 0; moe && p < n_pages; ++p) {
-    const auto [first, last] = page_slots(layer, p);
+    // (named ints, not a structured binding: clang 14, which the fuzz build uses, cannot capture those)
+    const std::pair<int, int> slots = page_slots(layer, p);
+    const int first = slots.first, last = slots.second;
     if (first >= last) continue;
     dev.wait(StreamKind::Compute, page_ready[h][p]);
     const BufferAccess pacc[] = {{ring_page[h][p], Access::Read}};
