@@ -52,6 +52,7 @@ planner::Policy plan_auto(const Checkpoint& ckpt, const planner::HardwareProfile
   po.expert_precisions = {o.expert_precision};
   po.kv_precision = planner::Precision::Bf16;  // what the executor keeps
   po.ffn_device = planner::Device::Gpu;        // the executor computes every expert on the device
+  po.kv_gpu_share = 1.0;                       // and keeps the whole KV cache where attention runs
   if (host_attention) po.attention_device = planner::Device::Cpu;
   if (o.batch > 0) po.batch_size = o.batch;
   planner::AutoPlan ap = planner::plan_with_fallback(shape, hw, o.workload, po, false);

@@ -360,7 +360,9 @@ PlanResult Planner::plan() const {
   };
   std::vector<Task> tasks;
   for (size_t fi = 0; fi < fams.size(); ++fi)
-    for (double share : fams[fi].attention == Device::Gpu ? kKvShares : std::vector<double>{0})
+    for (double share : fams[fi].attention != Device::Gpu ? std::vector<double>{0}
+                        : options_.kv_gpu_share ? std::vector<double>{*options_.kv_gpu_share}
+                                                : kKvShares)
       tasks.push_back({fi, share, std::nullopt, {}, 0});
 
 #pragma omp parallel for schedule(dynamic, 1)

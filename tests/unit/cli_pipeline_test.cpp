@@ -134,10 +134,11 @@ TEST(CliPipeline, DeviceTooSmallIsAClearError) {
   EXPECT_NE(planned.exit_code, 0);
   EXPECT_NE(planned.err.find("'dense weights"), std::string::npos) << planned.err;
   EXPECT_NE(planned.err.find("raise scale="), std::string::npos) << planned.err;
-  // a policy planned for the full-size GPU: the device names the buffer that overflows
+  // a policy planned for the full-size GPU (attention on the CPU, a shape the executor runs): the device
+  // names the buffer that overflows
   TempDir dir;
   const auto plan = test::run_ferry("plan --model '" + kModel + "' --hw t4 --prompt-len 6 --gen-len 12 --requests 1 "
-                                    "--json " + dir.file("policy.json"));
+                                    "--attention cpu --json " + dir.file("policy.json"));
   ASSERT_EQ(plan.exit_code, 0) << plan.err;
   const auto filed = test::run_ferry(generate("sim:t4,scale=1e-5", "--policy " + dir.file("policy.json")));
   EXPECT_NE(filed.exit_code, 0);

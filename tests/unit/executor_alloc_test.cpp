@@ -84,6 +84,7 @@ TEST(ExecutorAlloc, SteadyStateDecodeAllocatesNothing) {
       p.batch_size = 6;
       p.micro_batch = 2;
       p.attention_device = attention;
+      p.kv_gpu_share = attention == planner::Device::Gpu ? 1 : 0;
       for (int l = 0; l < c.n_layer; ++l) {
         p.gpu_experts_per_layer.push_back(c.n_expert / 2);
         p.dram_experts_per_layer.push_back(c.n_expert - c.n_expert / 2);

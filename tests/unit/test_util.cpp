@@ -48,6 +48,7 @@ planner::Policy pipeline_policy(const ModelConfig& c, int mu, int n_ub, int gpu,
   p.batch_size = mu * n_ub;
   p.micro_batch = mu;
   p.attention_device = host_attention ? planner::Device::Cpu : planner::Device::Gpu;
+  p.kv_gpu_share = host_attention ? 0 : 1;  // the executor keeps the KV cache where attention runs
   for (int l = 0; l < c.n_layer; ++l) {
     const bool moe = c.layer_is_moe[l];
     p.gpu_experts_per_layer.push_back(moe ? gpu : 0);

@@ -29,6 +29,8 @@ struct PlannerOptions {
   std::optional<int64_t> micro_batch;
   std::optional<Device> attention_device;
   std::optional<Device> ffn_device;
+  // The KV share on the GPU of the families with GPU attention (otherwise searched over 0, 1/4, ..., 1).
+  std::optional<double> kv_gpu_share;
 };
 
 struct Candidate {

@@ -112,6 +112,7 @@ struct PipelinedModel::Impl {
 
   Impl(const WeightSource& weights, Device& device, const planner::Policy& p, const PipelineOptions& o);
   // pipeline_memory.cpp
+  void reject_what_cannot_run() const;  // policy fields with a value the executor does not run
   void plan_memory(const WeightSource& weights);
   void upload_dense(const cpu_target::CpuWeights& w);
   void plan_experts(cpu_target::CpuWeights& w, const WeightSource& weights);

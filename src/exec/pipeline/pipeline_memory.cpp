@@ -4,6 +4,7 @@
 // buffer, and the hot path allocates nothing. The packed host weights are dropped once uploaded.
 #include <algorithm>
 #include <iterator>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -18,6 +19,12 @@ namespace {
 
 constexpr size_t kAlign = 256;
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+std::string shortest(double v) {  // 0.5, not 0.500000
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
 
 CpuModelOptions packing_options(const planner::Policy& p, const PipelineOptions& o) {
   CpuModelOptions c;
@@ -89,6 +96,7 @@ PipelinedModel::Impl::Impl(const WeightSource& weights, Device& device, const pl
     throw Error("policy: the pipelined executor streams experts at the precision they are pinned at; set "
                 "gpu_expert_precision and dram_expert_precision to the same value");
   policy.validate_for(c, "policy");
+  reject_what_cannot_run();
   rope = rope_frequencies(c.rope, c.max_position, c.max_position);
   mu = static_cast<int>(std::max<int64_t>(1, policy.micro_batch));
   n_batch = static_cast<int>(std::max<int64_t>(mu, policy.batch_size));
@@ -100,6 +108,29 @@ PipelinedModel::Impl::Impl(const WeightSource& weights, Device& device, const pl
   prefill_cap = std::max(opt.prefill_chunk_tokens, mu);
   cap = std::max(prefill_cap, mu);
   plan_memory(weights);
+}
+
+// The policy fields this executor runs only one way: any other value is an error naming the field (as the
+// policy file spells it), the value and what runs, never a silent substitution.
+void PipelinedModel::Impl::reject_what_cannot_run() const {
+  auto device = [](planner::Device d) { return std::string(planner::device_name(d)); };
+  auto on_device_only = [&](const char* key, planner::Device d, const char* what) {
+    if (d != planner::Device::Gpu)
+      throw Error(std::string("policy: ") + key + " is " + device(d) + ", but the pipelined executor runs " + what +
+                  " on the device: set it to gpu (or run every layer on the CPU with --target cpu)");
+  };
+  on_device_only("devices.ffn", policy.ffn_device, "every routed expert");
+  on_device_only("devices.dense", policy.dense_device, "the projections, router, shared experts and lm_head");
+  on_device_only("devices.prefill", policy.prefill_device, "prefill");
+  const bool host = policy.attention_device == planner::Device::Cpu;
+  const double share = host ? 0.0 : 1.0;
+  if (policy.kv_gpu_share != share)
+    throw Error("policy: kv.gpu_share is " + shortest(policy.kv_gpu_share) +
+                ", but the pipelined executor keeps the whole KV cache where attention runs: with devices.attention " +
+                device(policy.attention_device) + " set kv.gpu_share to " + (host ? "0" : "1"));
+  if (policy.prefetch_depth != 1)
+    throw Error("policy: prefetch_depth is " + std::to_string(policy.prefetch_depth) +
+                ", but the pipelined executor loads one layer ahead (double-buffered ring): set it to 1");
 }
 
 void PipelinedModel::Impl::plan_memory(const WeightSource& weights) {
