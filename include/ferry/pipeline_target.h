@@ -42,7 +42,8 @@ struct PipelineTargetOptions {
   planner::Workload workload;         // what the run will do: for planning and the prediction
   planner::Precision expert_precision = planner::Precision::Bf16;  // auto: the experts' precision
   int64_t batch = 0;                  // auto: pin N (0: the planner's choice, at most workload.requests)
-  int group_size = 64;                // int8 / int4 quantisation group
+  int group_size = 64;                // int8 / int4 quantisation group of auto policies
+  bool group_size_given = false;      // the user set it: a policy file must agree
   int64_t kv_cache_tokens = 0;        // 0: the executor's default
 };
 

@@ -53,6 +53,7 @@ planner::Policy plan_auto(const Checkpoint& ckpt, const planner::HardwareProfile
   po.kv_precision = planner::Precision::Bf16;  // what the executor keeps
   po.ffn_device = planner::Device::Gpu;        // the executor computes every expert on the device
   po.kv_gpu_share = 1.0;                       // and keeps the whole KV cache where attention runs
+  po.group_size = o.group_size;
   if (host_attention) po.attention_device = planner::Device::Cpu;
   if (o.batch > 0) po.batch_size = o.batch;
   planner::AutoPlan ap = planner::plan_with_fallback(shape, hw, o.workload, po, false);
@@ -81,6 +82,7 @@ planner::Policy cpu_policy(const ModelConfig& c, const PipelineTargetOptions& o)
     p.ssd_experts_per_layer.push_back(0);
   }
   p.gpu_expert_precision = p.dram_expert_precision = p.ssd_expert_precision = o.expert_precision;
+  p.group_size = o.group_size;
   return p;
 }
 
@@ -118,6 +120,10 @@ std::unique_ptr<PipelineTarget> PipelineTarget::create(const Checkpoint& ckpt, c
     t->policy_source_ = o.policy;
     // Before anything reads per-layer fields (the cost model indexes them by the model's layers).
     t->policy_.validate_for(ckpt.config(), o.policy);
+    if (o.group_size_given && o.group_size != t->policy_.group_size)
+      throw Error("--group-size " + std::to_string(o.group_size) + " disagrees with the policy " + o.policy +
+                  " (experts.group_size " + std::to_string(t->policy_.group_size) +
+                  "): the policy decides; drop --group-size or edit the policy");
     if (host_attention && t->policy_.attention_device == planner::Device::Gpu)
       throw Error("policy " + o.policy + " puts attention on the GPU, but " + t->device_->info().name +
                   " attends on the host only (device attention is not implemented yet); use --policy auto or a "
@@ -133,7 +139,6 @@ std::unique_ptr<PipelineTarget> PipelineTarget::create(const Checkpoint& ckpt, c
   }
   PipelineOptions po;
   po.max_sequences = static_cast<int>(std::max<int64_t>(t->policy_.batch_size, 1));
-  po.group_size = o.group_size;
   po.kv_cache_tokens = o.kv_cache_tokens;
   t->executor_ = std::make_unique<PipelinedModel>(ckpt, *t->device_, t->policy_, po);
   return t;

@@ -209,9 +209,9 @@ MemoryPlan CostModel::memory(const Policy& p, bool itemize) const {
   const double kvb = m.kv_bytes_per_token_layer(p.kv_precision);
   const double kv_total = kv_tokens(n) * kvb * m.n_layer;
   const double d = m.d_model, f = m.d_expert, k = m.top_k, v = m.n_vocab;
-  const double eb_gpu = m.expert_bytes(p.gpu_expert_precision);
-  const double eb_dram = m.expert_bytes(p.dram_expert_precision);
-  const double eb_ssd = m.expert_bytes(p.ssd_expert_precision);
+  const double eb_gpu = m.expert_bytes(p.gpu_expert_precision, p.group_size);
+  const double eb_dram = m.expert_bytes(p.dram_expert_precision, p.group_size);
+  const double eb_ssd = m.expert_bytes(p.ssd_expert_precision, p.group_size);
 
   double gpu_experts = 0, dram_experts = 0, stream_layer = 0, ssd_layer = 0;
   bool any_ssd = false;
@@ -327,7 +327,7 @@ MemoryPlan CostModel::memory(const Policy& p, bool itemize) const {
 
   // ---- SSD: the expert store, when anything is read from it.
   if (any_ssd) {
-    double store = m.expert_params_total() * bytes_per_element(p.ssd_expert_precision);
+    double store = m.expert_params_total() * bytes_per_element(p.ssd_expert_precision, p.group_size);
     add("ssd", "expert store", store);
     plan.ssd_bytes = store;
     plan.cache.ssd_expert_store = plan_bytes(store);
@@ -347,9 +347,9 @@ PhaseEstimate CostModel::decode_step_of(const Policy& p, const std::vector<Layer
   const double n_ub = ceil_div(n, mu);
   const double d = m.d_model, f = m.d_expert, k = m.top_k, e = m.n_expert;
   const double kvb = m.kv_bytes_per_token_layer(p.kv_precision);
-  const double eb_gpu = m.expert_bytes(p.gpu_expert_precision);
-  const double eb_dram = m.expert_bytes(p.dram_expert_precision);
-  const double eb_ssd = m.expert_bytes(p.ssd_expert_precision);
+  const double eb_gpu = m.expert_bytes(p.gpu_expert_precision, p.group_size);
+  const double eb_dram = m.expert_bytes(p.dram_expert_precision, p.group_size);
+  const double eb_ssd = m.expert_bytes(p.ssd_expert_precision, p.group_size);
   const bool gpu_present = hw_.has_gpu();
   const bool dense_gpu = gpu_present && p.dense_device == Device::Gpu;
   const double share = p.attention_device == Device::Gpu ? p.kv_gpu_share : 0;
@@ -453,9 +453,9 @@ PhaseEstimate CostModel::prefill_of(const Policy& p, const std::vector<LayerClas
   const double n_chunk = ceil_div(tokens, chunk);
   const double d = m.d_model, f = m.d_expert, k = m.top_k, e = m.n_expert;
   const double kvb = m.kv_bytes_per_token_layer(p.kv_precision);
-  const double eb_gpu = m.expert_bytes(p.gpu_expert_precision);
-  const double eb_dram = m.expert_bytes(p.dram_expert_precision);
-  const double eb_ssd = m.expert_bytes(p.ssd_expert_precision);
+  const double eb_gpu = m.expert_bytes(p.gpu_expert_precision, p.group_size);
+  const double eb_dram = m.expert_bytes(p.dram_expert_precision, p.group_size);
+  const double eb_ssd = m.expert_bytes(p.ssd_expert_precision, p.group_size);
   const bool on_gpu = hw_.has_gpu() && p.prefill_device == Device::Gpu;
   const double share = p.attention_device == Device::Gpu ? p.kv_gpu_share : 0;
   const double ffn_act = k * (4 * d + 8 * f);

@@ -72,16 +72,17 @@ double decode_attention_intensity(const ModelShape& m, Precision kv) {
   return m.attn_flops_per_position / m.kv_bytes_per_token_layer(kv);
 }
 
-Traffic moe_ffn(const ModelShape& m, double tokens, Precision precision) {
+Traffic moe_ffn(const ModelShape& m, double tokens, Precision precision, int group_size) {
   Traffic t;
   t.flops = tokens * m.top_k * 2.0 * m.expert_params;
   double activations = tokens * m.d_model * 2.0 * 2;  // bf16 in and out
-  t.bytes = expected_distinct_experts(m.n_expert, m.top_k, tokens) * m.expert_bytes(precision) + activations;
+  t.bytes =
+      expected_distinct_experts(m.n_expert, m.top_k, tokens) * m.expert_bytes(precision, group_size) + activations;
   return t;
 }
 
-double moe_ffn_link_intensity(const ModelShape& m, double tokens, Precision precision) {
-  double streamed = expected_distinct_experts(m.n_expert, m.top_k, tokens) * m.expert_bytes(precision);
+double moe_ffn_link_intensity(const ModelShape& m, double tokens, Precision precision, int group_size) {
+  double streamed = expected_distinct_experts(m.n_expert, m.top_k, tokens) * m.expert_bytes(precision, group_size);
   return streamed > 0 ? tokens * m.top_k * 2.0 * m.expert_params / streamed : 0;
 }
 

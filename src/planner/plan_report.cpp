@@ -114,8 +114,9 @@ std::string roofline_section(const ReportContext& ctx, const Candidate& best) {
                i_att < p1 ? "keep the KV cache in DRAM, attend on the CPU"
                           : "moving the KV cache to the GPU can pay");
     double mu = static_cast<double>(std::min(p.micro_batch, p.batch_size));
-    double i_gpu = moe_ffn(m, mu, p.dram_expert_precision).intensity();
-    double i_link = moe_ffn_link_intensity(m, static_cast<double>(p.batch_size), p.dram_expert_precision);
+    double i_gpu = moe_ffn(m, mu, p.dram_expert_precision, p.group_size).intensity();
+    double i_link =
+        moe_ffn_link_intensity(m, static_cast<double>(p.batch_size), p.dram_expert_precision, p.group_size);
     double p2 = turning_point_p2(r, i_gpu);
     out +=
         fmt("  MoE FFN: %.0f FLOP/B against GPU memory at μ=%lld (kernel %.1f TFLOP/s), %.0f FLOP/B against\n"

@@ -45,16 +45,19 @@ std::string_view precision_name(Precision p) {
   return "?";
 }
 
-double bytes_per_element(Precision p) {
+bool valid_group_size(int g) { return g >= 32 && g <= 128 && g % 16 == 0; }
+
+double bytes_per_element(Precision p, int group_size) {
+  const double g = group_size;
   // The CPU kernels' packed formats (ferry/ops/packed_matrix.h): a bf16 scale per group, and for int4 a
   // one-byte zero point too.
   switch (p) {
     case Precision::Bf16:
       return 2.0;
     case Precision::Int8:
-      return 1.0 + 2.0 / kQuantGroup;
+      return 1.0 + 2.0 / g;
     case Precision::Int4:
-      return 0.5 + 3.0 / kQuantGroup;
+      return 0.5 + 3.0 / g;
   }
   return 2.0;
 }
@@ -91,7 +94,8 @@ nlohmann::json Policy::to_json() const {
                   {"precision",
                    {{"gpu", precision_name(gpu_expert_precision)},
                     {"dram", precision_name(dram_expert_precision)},
-                    {"ssd", precision_name(ssd_expert_precision)}}}};
+                    {"ssd", precision_name(ssd_expert_precision)}}},
+                  {"group_size", group_size}};
   j["kv"] = {{"precision", precision_name(kv_precision)}, {"gpu_share", kv_gpu_share}};
   j["cache_bytes"] = {{"gpu_dense_weights", cache.gpu_dense_weights},
                       {"gpu_expert_cache", cache.gpu_expert_cache},
@@ -157,6 +161,11 @@ Policy Policy::from_json(const nlohmann::json& j, const std::string& source) {
   p.gpu_expert_precision = parse_precision(prec.req_choice("gpu", kPrecisions), source);
   p.dram_expert_precision = parse_precision(prec.req_choice("dram", kPrecisions), source);
   p.ssd_expert_precision = parse_precision(prec.req_choice("ssd", kPrecisions), source);
+  // Optional (policies written before it was a field use the default group).
+  const int64_t group = ex.opt_int("group_size", kQuantGroup, 1);
+  if (!valid_group_size(static_cast<int>(std::min<int64_t>(group, 1 << 20))))
+    ex.fail("group_size", "is " + std::to_string(group) + "; the int8/int4 kernels take 32 to 128, a multiple of 16");
+  p.group_size = static_cast<int>(group);
 
   JsonFields kv = f.req_object("kv");
   p.kv_precision = parse_precision(kv.req_choice("precision", kPrecisions), source);

@@ -84,9 +84,9 @@ std::string roofline_svg(const ModelShape& m, const HardwareProfile& hw, const P
   const Precision ep = p.dram_expert_precision;
 
   const double i_att = decode_attention_intensity(m, p.kv_precision);
-  const double i_ffn_gpu = moe_ffn(m, mu, ep).intensity();
-  const double i_ffn_link = moe_ffn_link_intensity(m, n, ep);
-  const double i_ffn_cpu = moe_ffn(m, mu, ep).intensity();
+  const double i_ffn_gpu = moe_ffn(m, mu, ep, p.group_size).intensity();
+  const double i_ffn_link = moe_ffn_link_intensity(m, n, ep, p.group_size);
+  const double i_ffn_cpu = moe_ffn(m, mu, ep, p.group_size).intensity();
   const double p1 = r.has_gpu ? turning_point_p1(r) : 0;
   const double p2 = r.has_gpu ? turning_point_p2(r, i_ffn_gpu) : 0;
 

@@ -107,6 +107,7 @@ Policy Planner::base_policy(const Family& f, int64_t n, int64_t mu, double kv_sh
   p.gpu_expert_precision = f.gpu_precision;
   p.dram_expert_precision = f.dram_precision;
   p.ssd_expert_precision = f.dram_precision;
+  p.group_size = options_.group_size;
   p.kv_precision = options_.kv_precision;
   p.kv_gpu_share = kv_share;
   p.overlap = options_.overlap;
@@ -121,7 +122,7 @@ Policy Planner::base_policy(const Family& f, int64_t n, int64_t mu, double kv_sh
     double ridge = (p.prefill_device == Device::Gpu) ? r.gpu.ridge() : r.cpu.ridge();
     p.prefill_chunk_tokens = kPrefillChunks.back();
     for (int64_t c : kPrefillChunks)
-      if (moe_ffn(shape_, static_cast<double>(c), f.dram_precision).intensity() >= ridge) {
+      if (moe_ffn(shape_, static_cast<double>(c), f.dram_precision, options_.group_size).intensity() >= ridge) {
         p.prefill_chunk_tokens = c;
         break;
       }

@@ -45,6 +45,7 @@ struct PlanArgs {
   std::string kv_precision = "bf16";
   std::string attention, ffn, policy_space = "ferry";
   int64_t batch = 0, micro_batch = 0;
+  int group_size = planner::kQuantGroup;
   bool no_overlap = false;
   HardwareOverrides overrides;
   // CLI11 needs plain storage for optional numbers; copied into `overrides` when given.
@@ -159,6 +160,7 @@ int run_plan(PlanArgs& a, CLI::App& app) {
   bool widen = a.precisions.empty();
   if (!widen) o.expert_precisions = parse_precision_list(a.precisions);
   o.kv_precision = parse_precision(a.kv_precision, "--kv-precision");
+  o.group_size = a.group_size;
   o.overlap = !a.no_overlap;
   if (a.policy_space == "moe-lightning")
     o.moe_lightning_space = true;
@@ -228,6 +230,14 @@ std::function<int()> setup(CLI::App& app) {
   app.add_option("--precisions", a->precisions,
                  "expert precisions the search may use, e.g. bf16,int8,int4 (default: bf16, widened only "
                  "when nothing fits)");
+  app.add_option("--group-size", a->group_size,
+                 "int8/int4 experts: the quantisation group the policies are priced at and carry (32..128, a "
+                 "multiple of 16)")
+      ->check(count_in_range(32, 128))
+      ->check([](const std::string& v) {
+        return std::stoll(v) % 16 == 0 ? std::string() : std::string("must be a multiple of 16");
+      })
+      ->capture_default_str();
   app.add_option("--kv-precision", a->kv_precision, "KV cache precision: bf16, int8, int4")
       ->check(one_of({"bf16", "int8", "int4"}))
       ->capture_default_str();

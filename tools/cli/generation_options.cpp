@@ -44,8 +44,12 @@ void add_generation_options(CLI::App& app, GenerationOptions& o) {
       ->check(one_of({"bf16", "f16", "f32"}))
       ->capture_default_str();
   app.add_option("--group-size", o.target.group_size,
-                 "cpu and pipeline targets: int8/int4 quantisation group (32..128)")
+                 "cpu and pipeline targets: int8/int4 quantisation group (32..128, a multiple of 16)")
       ->check(count_in_range(32, 128))
+      ->check([](const std::string& v) {
+        return std::stoll(v) % 16 == 0 ? std::string() : std::string("must be a multiple of 16");
+      })
+      ->each([&o](const std::string&) { o.group_size_given = true; })
       ->capture_default_str();
   const int64_t threads_max = max_threads();
   app.add_option("--threads", o.target.threads,

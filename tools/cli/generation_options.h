@@ -24,6 +24,7 @@ struct GenerationOptions {
   // pipeline targets (sim:<profile>, pipeline:<device>)
   std::string policy = "auto";
   std::string trace_path, timeline_path;
+  bool group_size_given = false;  // --group-size on the command line (a policy file must then agree)
 };
 
 // Adds --target and the cpu target's flags (--expert-dtype, --kv-dtype, --group-size, --threads,

@@ -76,6 +76,7 @@ ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
   po.expert_precision = precision_of(o.target.expert_dtype);
   po.batch = o.batch;
   po.group_size = o.target.group_size;
+  po.group_size_given = o.group_size_given;
   po.kv_cache_tokens = o.target.kv_cache_tokens;
   std::unique_ptr<PipelineTarget> t = PipelineTarget::create(ckpt, po);
   s.pipeline = t.get();

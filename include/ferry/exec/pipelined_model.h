@@ -40,7 +40,6 @@ struct PipelineOptions {
   int64_t kv_cache_tokens = 0;  // 0: min(max_sequences * context, 65536)
   int max_sequences = 64;
   int prefill_chunk_tokens = 256;
-  int group_size = 64;  // int8 / int4 expert quantisation group (as CpuModelOptions::group_size)
   std::string ssd_reader = "auto";  // how the SSD tier's chunks are read: auto, io_uring or pread
 };
 

@@ -40,7 +40,9 @@ struct ModelShape {
 
   static ModelShape from_config(const ModelConfig& cfg, const std::string& name);
 
-  double expert_bytes(Precision p) const { return expert_params * bytes_per_element(p); }
+  double expert_bytes(Precision p, int group_size = kQuantGroup) const {
+    return expert_params * bytes_per_element(p, group_size);
+  }
   double kv_bytes_per_token_layer(Precision p) const {
     return kv_elems_per_token_layer * bytes_per_element(p);
   }
@@ -66,10 +68,11 @@ double decode_attention_intensity(const ModelShape& m, Precision kv);
 
 // The routed-expert FFN of one layer over `tokens` tokens (gate, up, down of top-k experts each): FLOPs,
 // and bytes = the distinct experts' weights at `precision` + bf16 activations in and out.
-Traffic moe_ffn(const ModelShape& m, double tokens, Precision precision);
+Traffic moe_ffn(const ModelShape& m, double tokens, Precision precision, int group_size = kQuantGroup);
 // Intensity against the weights that cross the link when the batch's experts are streamed: FLOPs of
 // `tokens` tokens over the bytes of the distinct experts they touch (I^j of the paper).
-double moe_ffn_link_intensity(const ModelShape& m, double tokens, Precision precision);
+double moe_ffn_link_intensity(const ModelShape& m, double tokens, Precision precision,
+                              int group_size = kQuantGroup);
 
 // A roofline: attainable = min(peak, bandwidth · I).
 struct Roof {

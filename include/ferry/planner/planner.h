@@ -20,6 +20,7 @@ struct PlannerOptions {
   // Expert precisions the search may use per tier; bf16 only unless asked (quantising changes outputs).
   std::vector<Precision> expert_precisions = {Precision::Bf16};
   Precision kv_precision = Precision::Bf16;
+  int group_size = kQuantGroup;  // int8/int4 experts: the quantisation group the policies are priced at
   bool overlap = true;
   // Restrict the search to MoE-Lightning's policy space: CPU attention, GPU FFN, bf16, the same pinned
   // experts in every layer, no SSD, prefill of μ whole prompts at a time with its workspace formula.

@@ -21,15 +21,18 @@ struct ModelConfig;
 namespace ferry::planner {
 
 enum class Device { Cpu, Gpu };
-// Storage precision of expert weights or the KV cache. int8/int4 are group-wise (a bf16 scale per
-// kQuantGroup weights, int4 also a zero point) and are dequantised for the arithmetic.
+// Storage precision of expert weights or the KV cache. int8/int4 are group-wise (a bf16 scale per group of
+// weights, kQuantGroup unless the policy's group_size says otherwise; int4 also a zero point) and are
+// dequantised for the arithmetic.
 enum class Precision { Bf16, Int8, Int4 };
 constexpr int kQuantGroup = 64;
 
 std::string_view device_name(Device d);
 std::string_view precision_name(Precision p);
-// Bytes per stored element, including the group scales.
-double bytes_per_element(Precision p);
+// Bytes per stored element, including the group scales (and int4's zero points) of groups of group_size.
+double bytes_per_element(Precision p, int group_size = kQuantGroup);
+// Whether the CPU and device kernels take this quantisation group: 32..128, a multiple of 16.
+bool valid_group_size(int group_size);
 // Parses "cpu"/"gpu" and "bf16"/"int8"/"int4"; throws ferry::Error naming `where` otherwise.
 Device parse_device(std::string_view s, const std::string& where);
 Precision parse_precision(std::string_view s, const std::string& where);
@@ -67,6 +70,7 @@ struct Policy {
   Precision gpu_expert_precision = Precision::Bf16;
   Precision dram_expert_precision = Precision::Bf16;
   Precision ssd_expert_precision = Precision::Bf16;
+  int group_size = kQuantGroup;  // int8/int4 experts: weights per scale (valid_group_size)
 
   Precision kv_precision = Precision::Bf16;
   double kv_gpu_share = 0;  // fraction of the KV cache kept on the GPU (the rest in DRAM)
