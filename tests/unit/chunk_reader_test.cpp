@@ -242,17 +242,25 @@ TEST(ChunkReaderFiles, OpensODirectWhereAllowedAndRecordsTheFallback) {
   EXPECT_EQ(open_direct(dir.path() / "x.bin"), std::nullopt);  // closed with the table
 }
 
-TEST(ChunkReaderUring, DestroyingTheReaderWithReadsInFlightIsSafe) {
-  std::unique_ptr<ChunkReader> reader;
-  try {
-    reader = make_chunk_reader(ReaderKind::Uring, 8);
-  } catch (const Error& e) {
-    GTEST_SKIP() << "io_uring is refused on this machine: " << e.what();
+// An io_uring reader (the test is skipped where io_uring is refused) with a file of kFileBytes open.
+class ChunkReaderUring : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    try {
+      reader = make_chunk_reader(ReaderKind::Uring, 8);
+    } catch (const Error& e) {
+      GTEST_SKIP() << "io_uring is refused on this machine: " << e.what();
+    }
+    test::write_file(dir.path() / "f.bin", bytes);
+    file = reader->open(dir.path() / "f.bin");
   }
+  std::unique_ptr<ChunkReader> reader;
   test::TempDir dir;
-  const auto bytes = test::lcg_bytes(kFileBytes);
-  test::write_file(dir.path() / "f.bin", bytes);
-  const int file = reader->open(dir.path() / "f.bin");
+  const std::vector<uint8_t> bytes = test::lcg_bytes(kFileBytes);
+  int file = 0;
+};
+
+TEST_F(ChunkReaderUring, DestroyingTheReaderWithReadsInFlightIsSafe) {
   AlignedBuffer buf(bytes.size());
   const auto reads = shuffled_chunks(file, bytes.size(), buf.data());
   reader->submit(std::span(reads).first(8));
@@ -260,17 +268,7 @@ TEST(ChunkReaderUring, DestroyingTheReaderWithReadsInFlightIsSafe) {
   reader.reset();  // waits for the eight reads to land in buf before the ring goes
 }
 
-TEST(ChunkReaderUring, ReadsIntoRegisteredMemoryAndAroundIt) {
-  std::unique_ptr<ChunkReader> reader;
-  try {
-    reader = make_chunk_reader(ReaderKind::Uring, 8);
-  } catch (const Error& e) {
-    GTEST_SKIP() << "io_uring is refused on this machine: " << e.what();
-  }
-  test::TempDir dir;
-  const auto bytes = test::lcg_bytes(kFileBytes);
-  test::write_file(dir.path() / "f.bin", bytes);
-  const int file = reader->open(dir.path() / "f.bin");
+TEST_F(ChunkReaderUring, ReadsIntoRegisteredMemoryAndAroundIt) {
   AlignedBuffer fixed(128 * kChunkAlign), plain(128 * kChunkAlign);  // the file's first 256 blocks
   EXPECT_FALSE(reader->register_memory(fixed.data(), fixed.size(), 3 * kChunkAlign));  // not a whole number of units
   const bool registered = reader->register_memory(fixed.data(), fixed.size(), 16 * kChunkAlign);
