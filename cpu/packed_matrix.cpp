@@ -39,6 +39,33 @@ AlignedBytes AlignedBytes::view(void* data, size_t n) {
   return b;
 }
 
+PackedMatrix packed_shape(int rows, int cols, DType dtype, const QuantOptions& q) {
+  PackedMatrix m;
+  m.dtype = dtype;
+  m.rows = rows;
+  m.cols = cols;
+  m.scale_dtype = q.scale_dtype;
+  switch (dtype) {
+    case DType::F32: m.cols_padded = cols; break;
+    case DType::BF16: m.cols_padded = (cols + 1) / 2 * 2; break;
+    default:
+      m.group_size = q.group_size;
+      m.cols_padded = (cols + q.group_size - 1) / q.group_size * q.group_size;
+  }
+  return m;
+}
+
+PackedSizes packed_sizes(const PackedMatrix& shape) {
+  PackedSizes s;
+  s.data = static_cast<size_t>(shape.n_panel()) * shape.panel_bytes();
+  if (shape.group_size) {
+    const size_t n = static_cast<size_t>(shape.n_panel()) * shape.n_group() * kPanelRows;
+    s.scales = n * 2;
+    if (shape.dtype == DType::I4) s.zeros = n;
+  }
+  return s;
+}
+
 PackedMatrix packed_view(const PackedMatrix& w, void* data, void* scales, void* zeros) {
   PackedMatrix v;
   v.dtype = w.dtype;
@@ -98,24 +125,11 @@ void check_pack_args(int rows, int cols, DType dtype, const QuantOptions& q) {
 
 PackedMatrix make_empty(int rows, int cols, DType dtype, const QuantOptions& q) {
   check_pack_args(rows, cols, dtype, q);
-  PackedMatrix m;
-  m.dtype = dtype;
-  m.rows = rows;
-  m.cols = cols;
-  m.scale_dtype = q.scale_dtype;
-  switch (dtype) {
-    case DType::F32: m.cols_padded = cols; break;
-    case DType::BF16: m.cols_padded = (cols + 1) / 2 * 2; break;
-    default:
-      m.group_size = q.group_size;
-      m.cols_padded = (cols + q.group_size - 1) / q.group_size * q.group_size;
-  }
-  m.data = AlignedBytes(static_cast<size_t>(m.n_panel()) * m.panel_bytes());
-  if (m.group_size) {
-    const size_t n = static_cast<size_t>(m.n_panel()) * m.n_group() * kPanelRows;
-    m.scales = AlignedBytes(n * 2);
-    if (dtype == DType::I4) m.zeros = AlignedBytes(n);
-  }
+  PackedMatrix m = packed_shape(rows, cols, dtype, q);
+  const PackedSizes sizes = packed_sizes(m);
+  m.data = AlignedBytes(sizes.data);
+  if (sizes.scales) m.scales = AlignedBytes(sizes.scales);
+  if (sizes.zeros) m.zeros = AlignedBytes(sizes.zeros);
   return m;
 }
 

@@ -115,7 +115,7 @@ class CudaDevice final : public Device {
   static constexpr int kTimingRing = 1024;
   static constexpr int kThrottleRing = 256;
   static constexpr size_t kHostQueueDepth = 512;
-  static constexpr size_t kAlign = 256;
+  static constexpr size_t kAlign = kDeviceAlign;
 
   struct Buffer {
     void* data = nullptr;

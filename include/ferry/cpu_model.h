@@ -150,6 +150,8 @@ class CpuModel : public Model {
   // Returns the sequence's KV blocks to the free list at once.
   void free_sequence(int seq) override;
   int sequence_length(int seq) const override;
+  int64_t kv_blocks() const override;
+  int kv_block_tokens() const override;
 
   // Appends the items' tokens to their sequences; prompts (several tokens) and decode steps (one token)
   // may be mixed, every sequence at most once. Returns logits [rows, V] in item order. Throws

@@ -142,6 +142,9 @@ struct EventId {
   int32_t index = -1;
 };
 
+// Every device allocation is rounded up to this (and aligned to it): capacity is charged in these units.
+inline constexpr size_t kDeviceAlign = 256;
+
 struct DeviceInfo {
   std::string name;              // "cpu", "sim:l4", "cuda:0 (NVIDIA H200)"
   size_t capacity_bytes = 0;     // device memory the arena may use

@@ -23,6 +23,10 @@ class Model {
   virtual int add_sequence() = 0;
   virtual void free_sequence(int seq) = 0;
   virtual int sequence_length(int seq) const = 0;
+  // The KV cache's capacity: blocks of kv_block_tokens() positions, a sequence of n positions holding
+  // ceil(n / kv_block_tokens()) of them. A model without a bounded cache says 0 blocks (unbounded).
+  virtual int64_t kv_blocks() const { return 0; }
+  virtual int kv_block_tokens() const { return 1; }
   // Appends the items' tokens to their sequences and returns logits [rows, V], rows in item order.
   virtual std::vector<float> forward(std::span<const ForwardItem> items) = 0;
 };

@@ -59,6 +59,8 @@ class PipelineTarget final : public Model {
   int add_sequence() override { return executor_->add_sequence(); }
   void free_sequence(int seq) override { executor_->free_sequence(seq); }
   int sequence_length(int seq) const override { return executor_->sequence_length(seq); }
+  int64_t kv_blocks() const override { return executor_->kv_blocks(); }
+  int kv_block_tokens() const override { return executor_->kv_block_tokens(); }
   std::vector<float> forward(std::span<const ForwardItem> items) override { return executor_->forward(items); }
 
   PipelinedModel& executor() { return *executor_; }

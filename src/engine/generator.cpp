@@ -30,6 +30,7 @@ struct Active {
   const GenerationRequest* req = nullptr;
   int seq = -1;
   int max_tokens = 0;              // clamped to the context
+  int64_t kv_blocks = 0;           // KV blocks reserved for it: its prompt and every token it may generate
   std::vector<TokenId> history;    // prompt + generated (repetition penalty)
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<StreamingDecoder> decoder;
@@ -95,6 +96,9 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
   stats.requests = static_cast<int64_t>(requests.size());
 
   std::deque<size_t> queue;
+  const int64_t kv_total = model_.kv_blocks();  // 0: unbounded
+  const int kv_block = std::max(1, model_.kv_block_tokens());
+  int64_t kv_committed = 0;
   for (size_t i = 0; i < requests.size(); ++i) queue.push_back(i);
   std::vector<std::unique_ptr<Active>> active;
 
@@ -166,13 +170,14 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
       if (a->done) {
         model_.free_sequence(a->seq);
         if (on_done) on_done(std::move(a->out));
+        kv_committed -= a->kv_blocks;
         a.reset();
       }
     active.erase(std::remove(active.begin(), active.end(), nullptr), active.end());
   };
 
   while (!queue.empty() || !active.empty()) {
-    // ---- admit and prefill new requests while there is room ----
+    // ---- admit and prefill new requests while there is room (sequence slots and KV blocks) ----
     std::vector<Active*> admitted;
     int prefill_tokens = 0;
     while (!queue.empty() && static_cast<int>(active.size()) < options_.max_sequences) {
@@ -180,6 +185,11 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
       const GenerationRequest& r = requests[i];
       const int n = static_cast<int>(r.prompt.size());
       if (!admitted.empty() && prefill_tokens + n > options_.max_prefill_tokens) break;
+      // A request is admitted with KV room for all it may reach, so no running sequence ever finds the cache
+      // full; one that cannot fit even an empty cache fails alone.
+      const int reach = n + std::max(0, std::min(r.max_tokens, cfg.max_position - n));
+      const int64_t need = kv_total > 0 ? (reach + kv_block - 1) / kv_block : 0;
+      if (kv_total > 0 && need <= kv_total && kv_committed + need > kv_total) break;  // wait for room
       queue.pop_front();
       stats.prompt_tokens += n;
       GenerationOutput failed;
@@ -191,6 +201,10 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
         failed.error = "the prompt has " + std::to_string(n) + " tokens but the model's context is " +
                        std::to_string(cfg.max_position) + " tokens; shorten the prompt";
       else if (r.max_tokens < 1) failed.error = "max tokens must be at least 1";
+      else if (kv_total > 0 && need > kv_total)
+        failed.error = "the prompt and its " + std::to_string(reach - n) + " generated tokens need " +
+                       std::to_string(need * kv_block) + " KV positions but the KV cache holds " +
+                       std::to_string(kv_total * kv_block) + "; raise --kv-tokens or lower --max-tokens";
       else if (auto bad = std::find_if(r.prompt.begin(), r.prompt.end(), [&](TokenId t) { return t < 0 || t >= V; });
                bad != r.prompt.end())
         failed.error = "prompt token id " + std::to_string(*bad) + " is outside the vocabulary of " + std::to_string(V);
@@ -203,6 +217,8 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
       a->req = &r;
       a->seq = model_.add_sequence();
       a->max_tokens = std::min(r.max_tokens, cfg.max_position - n);
+      a->kv_blocks = need;
+      kv_committed += need;
       a->history = r.prompt;
       a->sampler = std::make_unique<Sampler>(r.sampling, V, masked_ids_);
       a->decoder = std::make_unique<StreamingDecoder>(tokenizer_, /*skip_special=*/true);

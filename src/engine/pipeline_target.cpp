@@ -6,6 +6,7 @@
 
 #include "ferry/error.h"
 #include "ferry/exec/layer_ops.h"
+#include "ferry/exec/pipeline_buffers.h"
 #include "ferry/exec/sim_hardware.h"
 #include "ferry/planner/plan_report.h"
 #include "ferry/planner/planner.h"
@@ -20,6 +21,7 @@ namespace {
 
 constexpr const char* kPipelinePrefix = "pipeline:";
 constexpr int64_t kMaxAutoBatchOnCpu = 64;
+constexpr int64_t kCpuPrefillChunk = 256;  // tokens per prefill op call on the cpu device
 
 std::string model_name(const Checkpoint& ckpt) { return ckpt.dir().filename().string(); }
 
@@ -49,6 +51,8 @@ planner::Policy plan_auto(const Checkpoint& ckpt, const planner::HardwareProfile
                           const std::string& device, bool host_attention) {
   const planner::ModelShape shape = planner::ModelShape::from_config(ckpt.config(), model_name(ckpt));
   planner::PlannerOptions po;
+  // Priced as the executor allocates: an auto policy always fits the device.
+  price_as_pipeline(po, ckpt.config(), &ckpt, o.kv_cache_tokens);
   po.expert_precisions = {o.expert_precision};
   po.kv_precision = planner::Precision::Bf16;  // what the executor keeps
   po.ffn_device = planner::Device::Gpu;        // the executor computes every expert on the device
@@ -83,6 +87,8 @@ planner::Policy cpu_policy(const ModelConfig& c, const PipelineTargetOptions& o)
   }
   p.gpu_expert_precision = p.dram_expert_precision = p.ssd_expert_precision = o.expert_precision;
   p.group_size = o.group_size;
+  p.prefill_chunk_tokens = kCpuPrefillChunk;
+  if (o.kv_cache_tokens > 0) p.cache.dram_kv_cache = pipeline_kv_bytes(c, o.kv_cache_tokens);
   return p;
 }
 
@@ -124,6 +130,16 @@ std::unique_ptr<PipelineTarget> PipelineTarget::create(const Checkpoint& ckpt, c
       throw Error("--group-size " + std::to_string(o.group_size) + " disagrees with the policy " + o.policy +
                   " (experts.group_size " + std::to_string(t->policy_.group_size) +
                   "): the policy decides; drop --group-size or edit the policy");
+    if (o.kv_cache_tokens > 0) {
+      planner::Policy& p = t->policy_;
+      int64_t& field = p.attention_device == planner::Device::Gpu ? p.cache.gpu_kv_cache : p.cache.dram_kv_cache;
+      const int64_t bytes = pipeline_kv_bytes(ckpt.config(), o.kv_cache_tokens);
+      if (field > 0 && field != bytes)
+        throw Error("--kv-tokens " + std::to_string(o.kv_cache_tokens) + " disagrees with the policy " + o.policy +
+                    " (its cache_bytes hold " + std::to_string(pipeline_kv_tokens_in(ckpt.config(), field)) +
+                    " KV tokens): the policy decides; drop --kv-tokens or edit the policy");
+      field = bytes;
+    }
     if (host_attention && t->policy_.attention_device == planner::Device::Gpu)
       throw Error("policy " + o.policy + " puts attention on the GPU, but " + t->device_->info().name +
                   " attends on the host only (device attention is not implemented yet); use --policy auto or a "
@@ -131,16 +147,16 @@ std::unique_ptr<PipelineTarget> PipelineTarget::create(const Checkpoint& ckpt, c
   }
   if (gpu) {
     try {
-      planner::CostModel cost(planner::ModelShape::from_config(ckpt.config(), model_name(ckpt)), hw, o.workload);
+      planner::CostOptions co;
+      co.buffers = std::make_shared<PipelineBufferModel>(ckpt.config(), &ckpt);
+      co.kv_tokens = pipeline_kv_tokens(ckpt.config(), t->policy_);
+      planner::CostModel cost(planner::ModelShape::from_config(ckpt.config(), model_name(ckpt)), hw, o.workload, co);
       t->predicted_ = cost.evaluate(t->policy_, /*itemize=*/false).tokens_per_s;
     } catch (const Error&) {
       // a hand-written policy the cost model cannot evaluate: run it, without a prediction
     }
   }
-  PipelineOptions po;
-  po.max_sequences = static_cast<int>(std::max<int64_t>(t->policy_.batch_size, 1));
-  po.kv_cache_tokens = o.kv_cache_tokens;
-  t->executor_ = std::make_unique<PipelinedModel>(ckpt, *t->device_, t->policy_, po);
+  t->executor_ = std::make_unique<PipelinedModel>(ckpt, *t->device_, t->policy_);
   return t;
 }
 

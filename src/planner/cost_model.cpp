@@ -194,7 +194,56 @@ double CostModel::kv_tokens(double n_seqs) const {
          (workload_.max_prompt_len - workload_.avg_prompt_len);
 }
 
+MemoryPlan CostModel::memory_of_buffers(const Policy& p, bool itemize) const {
+  MemoryPlan plan;
+  plan.gpu_usable = hw_.gpu->usable_bytes();
+  plan.cpu_usable = hw_.cpu.usable_bytes();
+  plan.ssd_usable = hw_.has_ssd() ? hw_.ssd->usable_bytes() : 0;
+  const int64_t kv = options_.kv_tokens ? *options_.kv_tokens
+                                        : plan_bytes(std::ceil(kv_tokens(static_cast<double>(p.batch_size))));
+  const BufferList list = options_.buffers->buffers(p, kv);
+  plan.gpu_bytes = static_cast<double>(list.total(BufferLevel::Device));
+  plan.cpu_bytes = static_cast<double>(list.total(BufferLevel::Host));
+  plan.cache = list.cache_sizes();
+  plan.prefill_hidden_on_gpu = true;  // the executor prefills one chunk at a time: nothing spills
+  bool any_ssd = false;
+  for (int l = 0; l < shape_.n_layer; ++l)
+    any_ssd = any_ssd || (shape_.layer_is_moe[l] && p.ssd_experts_per_layer.at(l) > 0);
+  if (any_ssd) {
+    const double store = shape_.expert_params_total() * bytes_per_element(p.ssd_expert_precision, p.group_size);
+    plan.ssd_bytes = store;
+    plan.cache.ssd_expert_store = plan_bytes(store);
+  }
+  if (!itemize) return plan;
+  // One line per (level, policy field), in the list's order.
+  struct Group {
+    BufferLevel level;
+    BufferRole role;
+    const char* what;
+  };
+  const Group groups[] = {
+      {BufferLevel::Device, BufferRole::DenseWeights, "dense weights (embeddings, attention, router, shared experts, lm_head)"},
+      {BufferLevel::Device, BufferRole::ResidentExperts, "resident experts"},
+      {BufferLevel::Device, BufferRole::StreamBuffer, "expert stream buffer (streamed experts, double-buffered)"},
+      {BufferLevel::Device, BufferRole::KvCache, "KV cache"},
+      {BufferLevel::Device, BufferRole::Activations, "activations, relays + workspace"},
+      {BufferLevel::Host, BufferRole::ResidentExperts, "experts (pinned store)"},
+      {BufferLevel::Host, BufferRole::KvCache, "KV cache"},
+      {BufferLevel::Host, BufferRole::Staging, "pinned relays (activations) + SSD read staging"},
+      {BufferLevel::Host, BufferRole::Other, "returned logits"},
+  };
+  for (const Group& g : groups) {
+    int64_t bytes = 0;
+    for (const PlannedBuffer& b : list.buffers)
+      if (b.level == g.level && b.role == g.role) bytes += list.charged(b);
+    if (bytes > 0) plan.items.push_back({g.level == BufferLevel::Device ? "gpu" : "dram", g.what, static_cast<double>(bytes)});
+  }
+  if (any_ssd) plan.items.push_back({"ssd", "expert store", plan.ssd_bytes});
+  return plan;
+}
+
 MemoryPlan CostModel::memory(const Policy& p, bool itemize) const {
+  if (options_.buffers && hw_.has_gpu() && options_.buffers->runs(p)) return memory_of_buffers(p, itemize);
   const ModelShape& m = shape_;
   MemoryPlan plan;
   const bool gpu_present = hw_.has_gpu();

@@ -21,6 +21,8 @@ const std::vector<int64_t> kMicroBatchCounts = {1,  2,   3,   4,   5,   6,   7, 
                                                 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512};
 const std::vector<double> kKvShares = {0, 0.25, 0.5, 0.75, 1};
 const std::vector<int64_t> kPrefillChunks = {256, 512, 1024, 2048, 4096, 8192, 16384};
+// The smallest chunk the search shrinks a prefill chunk to when its workspace does not fit.
+constexpr int64_t kMinPrefillChunk = 16;
 
 bool better(const Candidate& a, const Candidate& b) {
   return a.estimate.tokens_per_s > b.estimate.tokens_per_s;
@@ -34,7 +36,7 @@ Planner::Planner(const ModelShape& shape, const HardwareProfile& hw, const Workl
       hw_(hw),
       workload_(workload),
       options_(std::move(options)),
-      cost_(shape, hw, workload, CostOptions{options_.moe_lightning_space}) {
+      cost_(shape, hw, workload, CostOptions{options_.moe_lightning_space, options_.buffers, options_.kv_tokens}) {
   if (options_.expert_precisions.empty()) throw Error("at least one expert precision must be allowed");
   // Pinned sizes: the prefill chunk (μ x the average prompt) and every count derived from N stay in range.
   constexpr int64_t kMaxBatch = int64_t{1} << 24;
@@ -196,6 +198,9 @@ std::optional<Candidate> Planner::best_placement(const Family& f, int64_t n, int
       return mem.gpu_bytes <= mem.gpu_usable;
     };
     const int64_t step = ml ? n_moe : 1;  // MoE-Lightning pins the same experts in every layer
+    // The prefill chunk's workspace grows with it: a smaller chunk may fit where the ridge chunk does not.
+    while (!ml && !gpu_fits(0) && p.prefill_chunk_tokens > kMinPrefillChunk)
+      p.prefill_chunk_tokens = std::max(kMinPrefillChunk, p.prefill_chunk_tokens / 2);
     if (!gpu_fits(0)) {
       remember_closest(memory_with(0, all));
       return std::nullopt;

@@ -82,12 +82,6 @@ planner::Policy make_policy(const ModelConfig& c, int mu, int n_ub, int pinned, 
   return test::pipeline_policy(c, mu, n_ub, pinned, 0, host_attention, precision);
 }
 
-PipelineOptions small_kv() {
-  PipelineOptions o;
-  o.max_sequences = 20;
-  o.kv_cache_tokens = 20 * 64;  // the prompts (<= 24 tokens) plus the steps, with room to spare
-  return o;
-}
 
 struct GridPoint {
   int mu, n_ub;
@@ -160,7 +154,7 @@ TEST_P(ExecutorEquivalence, EveryPolicyAndDeviceMatchesTheCpuTargetBitForBit) {
       for (const char* target : {"sim:l4", "cpu"}) {
         if (std::string(target) == "cpu" && full && runs % 3 != 0) continue;
         auto dev = create_device(target);
-        PipelinedModel model(*ckpt, *dev, policy, small_kv());
+        PipelinedModel model(*ckpt, *dev, policy);
         const Rows got = run(model, o, n_seq, kGreedySteps, false);
         for (int s = 0; s < n_seq; ++s) {
           const int p = s % n_prompt;
@@ -189,7 +183,7 @@ TEST_P(ExecutorEquivalence, LogitsWithinTheStatedToleranceOfTheFp32Reference) {
   for (planner::Precision prec : {planner::Precision::Bf16, planner::Precision::Int4}) {
     const LogitErrorBound bound = prec == planner::Precision::Bf16 ? kCpuErrorBf16Kv : kCpuErrorI4;
     auto dev = create_device("sim:l4");
-    PipelinedModel model(*ckpt, *dev, make_policy(c, 2, (n_prompt + 1) / 2, c.n_expert / 2, true, prec), small_kv());
+    PipelinedModel model(*ckpt, *dev, make_policy(c, 2, (n_prompt + 1) / 2, c.n_expert / 2, true, prec));
     const Rows got = run(model, o, n_prompt, kForcedSteps, true);
     std::vector<double> errs;
     for (int p = 0; p < n_prompt; ++p) {
@@ -244,7 +238,7 @@ TEST(ExecutorLayerCounts, OneAndTwoLayerModelsMatchTheCpuTarget) {
     for (bool host_attention : {true, false}) {
       const planner::Policy policy = make_policy(source.config(), 1, 3, 0, host_attention, planner::Precision::Bf16);
       auto dev = create_device("sim:l4");
-      PipelinedModel model(source, *dev, policy, small_kv());
+      PipelinedModel model(source, *dev, policy);
       const Rows got = run(model, o, 3, 6, false);
       for (int s = 0; s < 3; ++s)
         EXPECT_TRUE(got.logits[s] == want.logits[s % o.prompts.size()])
@@ -265,11 +259,10 @@ TEST(ExecutorPrefill, ChunkedPromptsThroughTheDecodeStepsMatchTheCpuTarget) {
   const int V = c.n_vocab;
   CpuModel cpu_target(*ckpt);
   for (bool host_attention : {true, false}) {
-    const planner::Policy policy = make_policy(c, 2, 2, 0, host_attention, planner::Precision::Bf16);
-    PipelineOptions opt = small_kv();
-    opt.prefill_chunk_tokens = 5;  // max(5, mu) = 5 tokens per chunk
+    planner::Policy policy = make_policy(c, 2, 2, 0, host_attention, planner::Precision::Bf16);
+    policy.prefill_chunk_tokens = 5;  // max(5, mu) = 5 tokens per chunk
     auto dev = create_device("sim:l4");
-    PipelinedModel model(*ckpt, *dev, policy, opt);
+    PipelinedModel model(*ckpt, *dev, policy);
     int n_chunked = 0;
     for (const std::vector<int32_t>& prompt : o.prompts) {
       n_chunked += prompt.size() > 5;  // shorter ones are one (short) chunk: checked too
@@ -311,8 +304,7 @@ TEST(ExecutorDeviceMemory, HostNeverTouchesDeviceBuffers) {
       info.name = "cpu (guarded)";
       info.capacity_bytes = size_t{1} << 30;
       exec::StreamDevice dev(info, /*guard_device_memory=*/true);
-      PipelinedModel model(*ckpt, dev, make_policy(c, 2, 2, pinned, host_attention, planner::Precision::Bf16),
-                           small_kv());
+      PipelinedModel model(*ckpt, dev, make_policy(c, 2, 2, pinned, host_attention, planner::Precision::Bf16));
       const Rows got = run(model, o, 4, 3, false);
       for (int s = 0; s < 4; ++s)
         EXPECT_TRUE(got.logits[s] == want.logits[s % o.prompts.size()])

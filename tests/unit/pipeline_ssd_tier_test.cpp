@@ -54,12 +54,6 @@ Decoded greedy(Model& m, int n_seq, int steps) {
   return r;
 }
 
-PipelineOptions small_kv() {
-  PipelineOptions o;
-  o.max_sequences = 8;
-  o.kv_cache_tokens = 8 * 64;
-  return o;
-}
 
 class PipelineSsdTier : public ::testing::Test {
  protected:
@@ -99,7 +93,7 @@ TEST_F(PipelineSsdTier, ExpertsOnTheSsdGiveTheCpuTargetsTokensAndLogitsBitForBit
                             Case{2, 2, E / 2, E / 2, true}}) {
         for (const char* target : {"sim:l4", "cpu"}) {
           auto dev = create_device(target);
-          PipelinedModel m(*ckpt, *dev, test::pipeline_policy(c, k.mu, k.n_ub, k.gpu, k.ssd, k.host, prec), small_kv());
+          PipelinedModel m(*ckpt, *dev, test::pipeline_policy(c, k.mu, k.n_ub, k.gpu, k.ssd, k.host, prec));
           const Decoded got = greedy(m, 4, 4);
           const std::string what = model + " " + std::string(planner::precision_name(prec)) + " mu=" +
                                    std::to_string(k.mu) + " gpu=" + std::to_string(k.gpu) + " ssd=" +
@@ -119,7 +113,7 @@ TEST_F(PipelineSsdTier, SsdExpertsNeedAStoreAndOnePrecision) {
   const ModelConfig& c = hf->config();
   auto dev = create_device("sim:l4");
   try {
-    PipelinedModel m(*hf, *dev, test::pipeline_policy(c, 1, 1, 0, 2, true, planner::Precision::Bf16), small_kv());
+    PipelinedModel m(*hf, *dev, test::pipeline_policy(c, 1, 1, 0, 2, true, planner::Precision::Bf16));
     FAIL() << "SSD experts over a Hugging Face directory were accepted";
   } catch (const Error& e) {
     const std::string msg = e.what();
@@ -131,7 +125,7 @@ TEST_F(PipelineSsdTier, SsdExpertsNeedAStoreAndOnePrecision) {
   p.ssd_expert_precision = planner::Precision::Int4;
   auto dev2 = create_device("sim:l4");
   try {
-    PipelinedModel m(*st, *dev2, p, small_kv());
+    PipelinedModel m(*st, *dev2, p);
     FAIL() << "a second SSD precision was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("ssd_expert_precision"), std::string::npos) << e.what();
@@ -148,7 +142,7 @@ TEST_F(PipelineSsdTier, ADamagedExpertFileStopsTheRunNamingTheChunk) {
   const experts::ExpertTierFile* f = sm.expert_file(DType::BF16, 0);
   ASSERT_NE(f, nullptr);
   auto dev = create_device("sim:l4");
-  PipelinedModel m(*ckpt, *dev, test::pipeline_policy(c, 1, 1, 0, c.n_expert, true, planner::Precision::Bf16), small_kv());
+  PipelinedModel m(*ckpt, *dev, test::pipeline_policy(c, 1, 1, 0, c.n_expert, true, planner::Precision::Bf16));
   const experts::ExpertChunk* last = f->find(c.n_layer - 1, c.n_expert - 1);
   ASSERT_NE(last, nullptr);
   fs::resize_file(store / f->file, last->offset);

@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include "ferry/exec/pipeline_buffers.h"
+
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -47,6 +49,7 @@ planner::Policy pipeline_policy(const ModelConfig& c, int mu, int n_ub, int gpu,
   planner::Policy p;
   p.batch_size = mu * n_ub;
   p.micro_batch = mu;
+  p.prefill_chunk_tokens = 256;
   p.attention_device = host_attention ? planner::Device::Cpu : planner::Device::Gpu;
   p.kv_gpu_share = host_attention ? 0 : 1;  // the executor keeps the KV cache where attention runs
   for (int l = 0; l < c.n_layer; ++l) {
@@ -56,6 +59,8 @@ planner::Policy pipeline_policy(const ModelConfig& c, int mu, int n_ub, int gpu,
     p.ssd_experts_per_layer.push_back(moe ? ssd : 0);
   }
   p.gpu_expert_precision = p.dram_expert_precision = p.ssd_expert_precision = precision;
+  // A small KV cache (the tests' prompts are short): 20 sequences of 64 tokens.
+  (host_attention ? p.cache.dram_kv_cache : p.cache.gpu_kv_cache) = pipeline_kv_bytes(c, 20 * 64);
   return p;
 }
 

@@ -9,7 +9,9 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "ferry/checkpoint.h"
 #include "ferry/error.h"
+#include "ferry/exec/pipeline_buffers.h"
 #include "ferry/planner/model_catalog.h"
 #include "ferry/planner/plan_report.h"
 #include "ferry/planner/planner.h"
@@ -18,6 +20,23 @@
 
 namespace ferry::cli {
 namespace {
+
+// The checkpoint behind --model when it is a model directory with weights (or a packed store); null for a
+// config file or a catalog name, or weights that do not open (the plan then works from the config alone).
+std::unique_ptr<Checkpoint> open_checkpoint_if_any(const std::string& model) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path dir(model);
+  if (!fs::is_directory(dir, ec)) return nullptr;
+  const bool weights = fs::exists(dir / "model.safetensors", ec) || fs::exists(dir / "model.safetensors.index.json", ec) ||
+                       fs::exists(dir / "ferry-store.json", ec);
+  if (!weights) return nullptr;
+  try {
+    return Checkpoint::open(dir);
+  } catch (const Error&) {
+    return nullptr;
+  }
+}
 
 using namespace ferry::planner;
 
@@ -171,8 +190,12 @@ int run_plan(PlanArgs& a, CLI::App& app) {
   if (a.batch > 0) o.batch_size = a.batch;
   if (a.micro_batch > 0) o.micro_batch = a.micro_batch;
 
+  // Policies the pipelined executor runs are priced as it allocates them (the checkpoint's own tensors when
+  // --model is a model directory), so a policy written here fits the device it was planned for.
+  std::unique_ptr<Checkpoint> ckpt = open_checkpoint_if_any(a.model);
+  if (!o.moe_lightning_space) price_as_pipeline(o, rm.config, ckpt.get(), 0);
   AutoPlan ap = plan_with_fallback(shape, hw, w, o, widen);
-  CostModel cost(shape, hw, w, CostOptions{o.moe_lightning_space});
+  CostModel cost(shape, hw, w, CostOptions{o.moe_lightning_space, o.buffers, o.kv_tokens});
   ReportContext ctx{shape, hw, w, cost, ap.note};
   const bool json_stdout = app.count("--json") && a.json_path.empty();
 

@@ -35,11 +35,9 @@ namespace ferry {
 class Checkpoint;
 class WeightSource;
 
+// What a run needs beyond its policy: only how it reads. Everything that shapes memory (batch, prefill
+// chunk, KV capacity through cache_bytes) is the policy's, so the planner prices what the executor runs.
 struct PipelineOptions {
-  int kv_block_size = 16;
-  int64_t kv_cache_tokens = 0;  // 0: min(max_sequences * context, 65536)
-  int max_sequences = 64;
-  int prefill_chunk_tokens = 256;
   std::string ssd_reader = "auto";  // how the SSD tier's chunks are read: auto, io_uring or pread
 };
 
@@ -54,8 +52,9 @@ struct PipelineStats {
 
 class PipelinedModel : public Model {
  public:
-  // Plans every buffer on the device up front; throws ferry::Error (naming the buffer) when the
-  // policy does not fit, or for a policy the executor cannot run.
+  // Allocates the buffers of pipeline_buffers(policy) (ferry/exec/pipeline_buffers.h) up front; throws
+  // ferry::Error naming the buffer when the policy does not fit, the field for a policy the executor cannot
+  // run or whose cache_bytes are smaller than its buffers.
   PipelinedModel(const WeightSource& weights, Device& device, const planner::Policy& policy,
                  const PipelineOptions& options = {});
   PipelinedModel(const Checkpoint& checkpoint, Device& device, const planner::Policy& policy,
@@ -66,6 +65,8 @@ class PipelinedModel : public Model {
   int add_sequence() override;
   void free_sequence(int seq) override;
   int sequence_length(int seq) const override;
+  int64_t kv_blocks() const override;
+  int kv_block_tokens() const override;
   std::vector<float> forward(std::span<const ForwardItem> items) override;
   // The same, returning a view of the executor's logits buffer (valid until the next forward).
   // Decode-only forwards allocate nothing once warm.

@@ -99,6 +99,14 @@ inline PackedMatrix packed_view(const PackedMatrix& w) {
                      const_cast<uint8_t*>(w.zeros.data()));
 }
 
+// The metadata of the matrix pack_matrix makes for these arguments (no arrays), and the bytes of its
+// arrays: what a planner needs to size a buffer for weights it has not packed.
+PackedMatrix packed_shape(int rows, int cols, DType dtype, const QuantOptions& q = {});
+struct PackedSizes {
+  size_t data = 0, scales = 0, zeros = 0;
+};
+PackedSizes packed_sizes(const PackedMatrix& shape);
+
 // Packs a row-major [rows, cols] matrix. dtype F32, BF16, I8 or I4. Throws ferry::Error on a bad
 // dtype or group size.
 PackedMatrix pack_matrix(const float* w, int rows, int cols, DType dtype, const QuantOptions& q = {});

@@ -6,10 +6,13 @@
 // never less than one micro-batch's round trip through the CPU and GPU stages.
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "ferry/planner/buffer_model.h"
 #include "ferry/planner/hardware_profile.h"
 #include "ferry/planner/hrm.h"
 #include "ferry/planner/policy.h"
@@ -85,6 +88,11 @@ struct LayerClass {
 struct CostOptions {
   // MoE-Lightning's prefill workspace term 2.4·μ·s·K·(D + 3F) bytes instead of ferry's chunk workspace.
   bool moe_lightning_workspace = false;
+  // The executor's buffer list (ferry/planner/buffer_model.h): with it, the memory plan of a profile with a
+  // GPU is exactly what that executor allocates for a policy; without it, the analytic estimate.
+  std::shared_ptr<const BufferModel> buffers;
+  // KV positions to plan for over all sequences; unset: kv_tokens(N) of the workload.
+  std::optional<int64_t> kv_tokens;
 };
 
 class CostModel {
@@ -106,6 +114,7 @@ class CostModel {
   const HrmRoofs& roofs() const { return roofs_; }
 
  private:
+  MemoryPlan memory_of_buffers(const Policy& p, bool itemize) const;
   PhaseEstimate prefill_of(const Policy& p, const std::vector<LayerClass>& classes, const MemoryPlan& mem,
                            double n_seqs) const;
   PhaseEstimate decode_step_of(const Policy& p, const std::vector<LayerClass>& classes, double n_seqs,

@@ -5,6 +5,7 @@
 // fixed order, ties to the first found.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,10 @@ struct PlannerOptions {
   std::optional<Device> ffn_device;
   // The KV share on the GPU of the families with GPU attention (otherwise searched over 0, 1/4, ..., 1).
   std::optional<double> kv_gpu_share;
+  // The executor's buffer list and the KV capacity to price (CostOptions): set them, and every policy the
+  // search returns is one that executor can allocate.
+  std::shared_ptr<const BufferModel> buffers;
+  std::optional<int64_t> kv_tokens;
 };
 
 struct Candidate {

@@ -406,6 +406,8 @@ const ModelConfig& CpuModel::config() const {
 const CpuModelOptions& CpuModel::options() const {
   return impl_->options;
 }
+int64_t CpuModel::kv_blocks() const { return impl_->kv.blocks_total(); }
+int CpuModel::kv_block_tokens() const { return impl_->kv.block_size(); }
 int CpuModel::add_sequence() {
   return impl_->add_sequence();
 }

@@ -39,7 +39,7 @@ const char* task_kind_name(TaskKind k) {
 namespace ferry::exec {
 
 namespace {
-constexpr size_t kAlign = 64;
+constexpr size_t kAlign = kDeviceAlign;
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 std::string mib(size_t bytes) { return std::to_string(bytes) + " bytes (" + std::to_string(bytes >> 20) + " MiB)"; }
 }  // namespace

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include "ferry/exec/model_weights.h"
 #include "ferry/exec/pipelined_model.h"
 #include "ferry/experts/tiered_experts.h"
+#include "ferry/planner/buffer_model.h"
 #include "ferry/rope_frequencies.h"
 
 namespace ferry {
@@ -37,6 +39,8 @@ T* typed(Device& d, BufferId b) {
 
 struct PipelinedModel::Impl {
   // ---- fixed at construction ----
+  planner::BufferList buffers;  // every allocation, as the planner prices it
+  std::vector<bool> allocated;  // [buffer]
   ModelConfig c;
   Device& dev;
   LayerOps& ops;
@@ -50,6 +54,7 @@ struct PipelinedModel::Impl {
   // ---- experts: pinned ones resident on the device; streamed ones copied from the host store into a
   // double-buffered ring, one page of slots per micro-batch ----
   ExpertImage image;
+  MlpWeights proto;                              // the shape of every routed expert (no data)
   std::vector<int> n_pinned;                     // [L]: experts 0 .. n_pinned-1 of a layer are resident
   std::vector<std::vector<MlpWeights>> resident; // [L][n_pinned] views into device memory
   std::vector<std::vector<MlpWeights>> stored;   // [L][E] views into the host store (pinned)
@@ -114,6 +119,13 @@ struct PipelinedModel::Impl {
   // pipeline_memory.cpp
   void reject_what_cannot_run() const;  // policy fields with a value the executor does not run
   void plan_memory(const WeightSource& weights);
+  void check_cache_bytes() const;       // the policy's cache_bytes against the buffer list
+  // Every allocation goes through the buffer list (ferry/exec/pipeline_buffers.h), by name.
+  const planner::PlannedBuffer& planned(const std::string& name, planner::BufferLevel level);
+  BufferId alloc(const std::string& name);
+  BufferId alloc_host(const std::string& name);
+  // The dense weights' device layout, uploaded into *upload_to when given; and its bytes.
+  std::pair<ModelWeights, size_t> dense_layout(const cpu_target::CpuWeights& w, BufferId* upload_to = nullptr);
   void upload_dense(const cpu_target::CpuWeights& w);
   void plan_experts(cpu_target::CpuWeights& w, const WeightSource& weights);
   void plan_ssd_tier(const WeightSource& weights);  // n_ssd from the policy, the store's reader, staging

@@ -11,6 +11,7 @@
 #include "exec/pipeline/pipeline_impl.h"
 #include "ferry/cpu_model.h"
 #include "ferry/error.h"
+#include "ferry/exec/pipeline_buffers.h"
 #include "ferry/router_math.h"
 
 namespace ferry {
@@ -31,6 +32,15 @@ CpuModelOptions packing_options(const planner::Policy& p, const PipelineOptions&
   c.expert_dtype = expert_dtype_of(p.gpu_expert_precision);
   c.group_size = p.group_size;
   return c;
+}
+
+// Metadata only: the shape of a routed expert (every expert of a model has the same).
+MlpWeights shape_of(const MlpWeights& e) {
+  MlpWeights proto;
+  proto.gate = cpu::packed_view(e.gate, nullptr, nullptr, nullptr);
+  proto.up = cpu::packed_view(e.up, nullptr, nullptr, nullptr);
+  proto.down = cpu::packed_view(e.down, nullptr, nullptr, nullptr);
+  return proto;
 }
 
 // Places arrays one after another in one device buffer: a first pass (placing false) only measures,
@@ -105,7 +115,7 @@ PipelinedModel::Impl::Impl(const WeightSource& weights, Device& device, const pl
   if (!host_attention && !ops.has_device_attention())
     throw Error("policy: attention_device is gpu, but device " + dev.info().name +
                 " has no attention kernel yet; set attention_device to cpu");
-  prefill_cap = std::max(opt.prefill_chunk_tokens, mu);
+  prefill_cap = pipeline_prefill_tokens(policy);
   cap = std::max(prefill_cap, mu);
   plan_memory(weights);
 }
@@ -136,53 +146,112 @@ void PipelinedModel::Impl::reject_what_cannot_run() const {
 void PipelinedModel::Impl::plan_memory(const WeightSource& weights) {
   cpu_target::CpuWeights w = cpu_target::load_cpu_weights(weights, packing_options(policy, opt));
   c = w.config;
+  // The buffer list from the weights as packed (the planner prices the same list from the shapes).
+  PipelineWeightBytes bytes;
+  bytes.dense = static_cast<int64_t>(dense_layout(w).second);
+  for (const auto& layer : w.layers)
+    if (layer.is_moe && !layer.experts.empty()) {
+      proto = shape_of(layer.experts[0]);
+      image = image_layout(proto);
+      bytes.expert_image = static_cast<int64_t>(image.bytes);
+      break;
+    }
+  buffers = pipeline_buffers(c, policy, bytes, pipeline_kv_tokens(c, policy));
+  allocated.assign(buffers.buffers.size(), false);
+  check_cache_bytes();
   ops.bind_model(c, rope, cap);
   upload_dense(w);
   plan_experts(w, weights);
   plan_kv_cache();
   plan_relays();
+  for (size_t i = 0; i < buffers.buffers.size(); ++i)
+    FERRY_ASSERT_MSG(allocated[i], "the executor's buffer list names a buffer it did not allocate");
+}
+
+// cache_bytes are budgets: a field above 0 that is smaller than what its buffers take is an error naming
+// the field (0, or an absent field, lets the executor size it). The KV cache's field sets its capacity.
+void PipelinedModel::Impl::check_cache_bytes() const {
+  using planner::BufferLevel;
+  const planner::CacheSizes need = buffers.cache_sizes();
+  auto check = [&](const char* field, int64_t budget, int64_t needed) {
+    if (budget > 0 && needed > budget)
+      throw Error(std::string("policy: cache_bytes.") + field + " is " + std::to_string(budget) +
+                  " bytes, but this run's buffers take " + std::to_string(needed) +
+                  " bytes there: plan the policy for this model again (ferry plan --json), or set the field to 0 "
+                  "to let the executor size it");
+  };
+  const planner::CacheSizes& have = policy.cache;
+  check("gpu_dense_weights", have.gpu_dense_weights, need.gpu_dense_weights);
+  check("gpu_expert_cache", have.gpu_expert_cache, need.gpu_expert_cache);
+  check("gpu_stream_buffer", have.gpu_stream_buffer, need.gpu_stream_buffer);
+  check("gpu_kv_cache", have.gpu_kv_cache, need.gpu_kv_cache);
+  check("gpu_activations", have.gpu_activations, need.gpu_activations);
+  check("dram_expert_cache", have.dram_expert_cache, need.dram_expert_cache);
+  check("dram_kv_cache", have.dram_kv_cache, need.dram_kv_cache);
+  check("dram_pinned_staging", have.dram_pinned_staging, need.dram_pinned_staging);
+  check("dram_other", have.dram_other, need.dram_other);
+}
+
+const planner::PlannedBuffer& PipelinedModel::Impl::planned(const std::string& name, planner::BufferLevel level) {
+  const planner::PlannedBuffer* b = buffers.find(name);
+  FERRY_ASSERT_MSG(b && b->level == level, "the executor allocates a buffer its buffer list does not name");
+  const size_t i = static_cast<size_t>(b - buffers.buffers.data());
+  FERRY_ASSERT_MSG(!allocated[i], "the executor allocates a listed buffer twice");
+  allocated[i] = true;
+  return *b;
+}
+
+BufferId PipelinedModel::Impl::alloc(const std::string& name) {
+  return dev.alloc(name, static_cast<size_t>(planned(name, planner::BufferLevel::Device).bytes));
+}
+
+BufferId PipelinedModel::Impl::alloc_host(const std::string& name) {
+  return dev.alloc_host(name, static_cast<size_t>(planned(name, planner::BufferLevel::Host).bytes));
+}
+
+std::pair<ModelWeights, size_t> PipelinedModel::Impl::dense_layout(const cpu_target::CpuWeights& w,
+                                                                    BufferId* upload_to) {
+  // Attention, norms, router, shared experts, dense MLPs, embeddings and lm_head: one device buffer. Without
+  // `upload_to` this only measures.
+  Placer place(dev);
+  if (upload_to) place.start(*upload_to);
+  ModelWeights v;
+  if (!w.embed_bf16.empty()) {
+    v.embed = place.array(w.embed_bf16);
+    v.embed_dtype = DType::BF16;
+  } else {
+    v.embed = place.array(w.embed_f32);
+    v.embed_dtype = DType::F32;
+  }
+  for (const cpu_target::CpuLayerWeights& L : w.layers) {
+    LayerWeights d;
+    d.attn_norm = place.array(L.attn_norm);
+    d.attn_norm_bias = place.array(L.attn_norm_bias);
+    d.ffn_norm = place.array(L.ffn_norm);
+    d.ffn_norm_bias = place.array(L.ffn_norm_bias);
+    d.wqkv = place.matrix(L.wqkv);
+    d.bqkv = place.array(L.bqkv);
+    d.wo = place.matrix(L.wo);
+    d.bo = place.array(L.bo);
+    d.q_norm = place.array(L.q_norm);
+    d.k_norm = place.array(L.k_norm);
+    d.is_moe = L.is_moe;
+    d.router = place.matrix(L.router);
+    d.shared = place.mlp(L.shared);
+    d.shared_gate = place.matrix(L.shared_gate);
+    d.dense = place.mlp(L.dense);
+    v.layers.push_back(std::move(d));
+  }
+  v.final_norm = place.array(w.final_norm);
+  v.final_norm_bias = place.array(w.final_norm_bias);
+  v.lm_head = place.matrix(w.lm_head);
+  v.lm_head_bias = place.array(w.lm_head_bias);
+  return {std::move(v), place.bytes()};
 }
 
 void PipelinedModel::Impl::upload_dense(const cpu_target::CpuWeights& w) {
-  // Attention, norms, router, shared experts, dense MLPs, embeddings and lm_head: one device buffer.
-  Placer place(dev);
-  auto layout = [&] {
-    ModelWeights v;
-    if (!w.embed_bf16.empty()) {
-      v.embed = place.array(w.embed_bf16);
-      v.embed_dtype = DType::BF16;
-    } else {
-      v.embed = place.array(w.embed_f32);
-      v.embed_dtype = DType::F32;
-    }
-    for (const cpu_target::CpuLayerWeights& L : w.layers) {
-      LayerWeights d;
-      d.attn_norm = place.array(L.attn_norm);
-      d.attn_norm_bias = place.array(L.attn_norm_bias);
-      d.ffn_norm = place.array(L.ffn_norm);
-      d.ffn_norm_bias = place.array(L.ffn_norm_bias);
-      d.wqkv = place.matrix(L.wqkv);
-      d.bqkv = place.array(L.bqkv);
-      d.wo = place.matrix(L.wo);
-      d.bo = place.array(L.bo);
-      d.q_norm = place.array(L.q_norm);
-      d.k_norm = place.array(L.k_norm);
-      d.is_moe = L.is_moe;
-      d.router = place.matrix(L.router);
-      d.shared = place.mlp(L.shared);
-      d.shared_gate = place.matrix(L.shared_gate);
-      d.dense = place.mlp(L.dense);
-      v.layers.push_back(std::move(d));
-    }
-    v.final_norm = place.array(w.final_norm);
-    v.final_norm_bias = place.array(w.final_norm_bias);
-    v.lm_head = place.matrix(w.lm_head);
-    v.lm_head_bias = place.array(w.lm_head_bias);
-    return v;
-  };
-  layout();  // measure
-  place.start(dev.alloc("dense weights", place.bytes()));
-  dw = layout();
+  BufferId buf = alloc("dense weights");
+  dw = dense_layout(w, &buf).first;
 }
 
 std::pair<int, int> PipelinedModel::Impl::page_slots(int layer, int page) const {
@@ -199,17 +268,7 @@ void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w, const WeightS
   stored.resize(L);
   layer_half.assign(L, 0);
   for (int h = 0; h < 2; ++h) table[h].assign(L, -1);
-  const cpu_target::CpuLayerWeights* first_moe = nullptr;
-  for (const auto& layer : w.layers)
-    if (layer.is_moe && !first_moe) first_moe = &layer;
-  if (!first_moe) return;
-  // metadata only: the shape every routed expert has
-  const MlpWeights& e0 = first_moe->experts[0];
-  MlpWeights proto;
-  proto.gate = cpu::packed_view(e0.gate, nullptr, nullptr, nullptr);
-  proto.up = cpu::packed_view(e0.up, nullptr, nullptr, nullptr);
-  proto.down = cpu::packed_view(e0.down, nullptr, nullptr, nullptr);
-  image = image_layout(proto);
+  if (image.bytes == 0) return;  // no MoE layer
 
   // Experts on the GPU tier (policy.gpu_experts_per_layer) stay resident; the DRAM tier is streamed from
   // the pinned host store, the SSD tier (policy.ssd_experts_per_layer, the layer's last experts) from the
@@ -222,13 +281,13 @@ void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w, const WeightS
       n_slot = std::max(n_slot, E - n_pinned[l]);
       n_stored += E - n_pinned[l] - n_ssd[l];
     }
-  if (n_stored) store_buf = dev.alloc_host("expert store", n_stored * image.bytes);
+  if (n_stored) store_buf = alloc_host("expert store");
   std::byte* store = n_stored ? typed<std::byte>(dev, store_buf) : nullptr;
   for (int l = 0; l < L; ++l) {
     if (!w.layers[l].is_moe) continue;
     std::vector<MlpWeights>& experts = w.layers[l].experts;
     if (n_pinned[l] > 0) {
-      const BufferId buf = dev.alloc("pinned experts layer " + std::to_string(l), n_pinned[l] * image.bytes);
+      const BufferId buf = alloc("pinned experts layer " + std::to_string(l));
       std::vector<std::byte> host(image.bytes);
       for (int e = 0; e < n_pinned[l]; ++e) {
         write_image(experts[e], image, host.data());
@@ -253,7 +312,7 @@ void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w, const WeightS
       throw Error("policy: ssd_experts_per_layer: the store's expert chunks are not laid out as this executor "
                   "streams them (convert the model again with this version of ferry)");
     for (int h = 0; h < 2; ++h) {
-      ssd_staging[h] = dev.alloc_host("ssd staging " + std::to_string(h), n_ssd_slot * image.bytes);
+      ssd_staging[h] = alloc_host("ssd staging " + std::to_string(h));
       ssd_ready[h] = dev.create_event();
       ssd_free[h] = dev.create_event();
     }
@@ -262,8 +321,7 @@ void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w, const WeightS
     for (int h = 0; h < 2; ++h)
       for (int p = 0; p < n_pages; ++p) {
         const int first = p * n_slot / n_pages, last = (p + 1) * n_slot / n_pages;
-        const BufferId page = dev.alloc("expert ring " + std::to_string(h) + " page " + std::to_string(p),
-                                        std::max(last - first, 1) * image.bytes);
+        const BufferId page = alloc("expert ring " + std::to_string(h) + " page " + std::to_string(p));
         ring_page[h].push_back(page);
         ring_page_first[h].push_back(first);
         for (int s = first; s < last; ++s)
@@ -317,14 +375,14 @@ void PipelinedModel::Impl::plan_ssd_tier(const WeightSource& weights) {
 }
 
 void PipelinedModel::Impl::plan_kv_cache() {
-  // bf16, paged: host DRAM for host attention, device memory when attention runs on the device
-  const int bs = opt.kv_block_size;
-  const int64_t kv_tokens = opt.kv_cache_tokens ? opt.kv_cache_tokens
-                                                : std::min<int64_t>(int64_t{opt.max_sequences} * c.max_position, 65536);
+  // bf16, paged: host DRAM for host attention, a device buffer when attention runs on the device
+  const int64_t kv_tokens = pipeline_kv_tokens(c, policy);
   void* memory = nullptr;
-  if (!host_attention)
-    memory = dev.data(dev.alloc("kv cache", KvCache::bytes_for(c, DType::BF16, bs, kv_tokens)));
-  kv = std::make_unique<KvCache>(c, DType::BF16, bs, kv_tokens, memory);
+  if (host_attention)
+    planned("kv cache", planner::BufferLevel::Host);  // the cache maps its own host memory
+  else
+    memory = dev.data(alloc("kv cache"));
+  kv = std::make_unique<KvCache>(c, DType::BF16, kPipelineKvBlock, kv_tokens, memory);
   max_blocks = kv->max_blocks_per_sequence();
 }
 
@@ -333,8 +391,6 @@ size_t PipelinedModel::Impl::Micro::ids_offset(int part) const {
 }
 
 void PipelinedModel::Impl::plan_micro(Micro& m, int j, int capacity, const char* prefix) {
-  const int D = c.d_model, V = c.n_vocab, qd = c.q_dim(), kd = c.kv_dim();
-  const size_t K = std::max(c.n_expert_used, 1);
   auto named = [&](const char* what) {  // "hidden 3" (appended, not prefixed: GCC 12 -Wrestrict)
     std::string n(prefix);
     n += what;
@@ -346,26 +402,25 @@ void PipelinedModel::Impl::plan_micro(Micro& m, int j, int capacity, const char*
   m.j = j;
   m.cap = capacity;
   const size_t P = capacity;
-  const size_t ids_bytes = sizeof(int32_t) * (4 * P + P * max_blocks);
-  m.ids_dev = dev.alloc(named("ids"), ids_bytes);
-  m.ids_pin = dev.alloc_host(named("pinned ids"), ids_bytes);
+  m.ids_dev = alloc(named("ids"));
+  m.ids_pin = alloc_host(named("pinned ids"));
   int32_t* ids = typed<int32_t>(dev, m.ids_pin);
   m.tokens = ids;
   m.positions = ids + P;
   m.slots = ids + 2 * P;
   m.n_ctx = ids + 3 * P;
   m.tables = ids + 4 * P;
-  m.hidden = dev.alloc(named("hidden"), sizeof(float) * P * D);
-  m.qkv_dev = dev.alloc(named("qkv"), sizeof(float) * P * (qd + 2 * kd));
-  m.attn_dev = dev.alloc(named("attention out"), sizeof(float) * P * qd);
-  m.logits_dev = dev.alloc(named("logits"), sizeof(float) * P * V);
-  m.routing_dev = dev.alloc(named("routing"), sizeof(int32_t) * c.n_layer * P * K);
+  m.hidden = alloc(named("hidden"));
+  m.qkv_dev = alloc(named("qkv"));
+  m.attn_dev = alloc(named("attention out"));
+  m.logits_dev = alloc(named("logits"));
+  m.routing_dev = alloc(named("routing"));
   if (host_attention) {
-    m.qkv_pin = dev.alloc_host(named("pinned qkv"), sizeof(float) * P * (qd + 2 * kd));
-    m.attn_pin = dev.alloc_host(named("pinned attention out"), sizeof(float) * P * qd);
+    m.qkv_pin = alloc_host(named("pinned qkv"));
+    m.attn_pin = alloc_host(named("pinned attention out"));
   }
-  m.logits_pin = dev.alloc_host(named("pinned logits"), sizeof(float) * P * V);
-  m.routing_pin = dev.alloc_host(named("pinned routing"), sizeof(int32_t) * c.n_layer * P * K);
+  m.logits_pin = alloc_host(named("pinned logits"));
+  m.routing_pin = alloc_host(named("pinned routing"));
   for (EventId* e : {&m.qkv_ready, &m.qkv_on_host, &m.attn_done, &m.attn_loaded, &m.logits_ready, &m.logits_done})
     *e = dev.create_event();
   m.item.assign(P, 0);
@@ -377,13 +432,14 @@ void PipelinedModel::Impl::plan_relays() {
   plan_micro(pf, 0, prefill_cap, "prefill ");
   // compute scratch, sized for the largest op call
   const size_t attn_bytes = attention_scratch_bytes(c, cap);
-  scratch_buf = dev.alloc("compute scratch", attn_bytes + ffn_buffer_bytes(c, cap));
+  scratch_buf = alloc("compute scratch");
   auto* base = typed<std::byte>(dev, scratch_buf);
   attn_scratch = carve_attention_scratch(c, cap, base);
   ffn = carve_ffn_buffers(c, cap, base + attn_bytes);
-  order.reserve(opt.max_sequences);
-  out.reserve(static_cast<size_t>(opt.max_sequences) * c.n_vocab);
-  out_row.reserve(opt.max_sequences);
+  planned("logits out", planner::BufferLevel::Host);
+  order.reserve(n_batch);
+  out.reserve(static_cast<size_t>(n_batch) * c.n_vocab);
+  out_row.reserve(n_batch);
 }
 
 }  // namespace ferry

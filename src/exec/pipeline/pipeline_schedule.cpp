@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "exec/pipeline/pipeline_impl.h"
+#include "ferry/exec/pipeline_buffers.h"
 
 namespace ferry {
 
@@ -83,8 +84,10 @@ void PipelinedModel::Impl::prefill(const ForwardItem& item, size_t first_row) {
   const int total = static_cast<int>(item.tokens.size()), L = c.n_layer, V = c.n_vocab;
   Micro& m = pf;
   size_t row = first_row;
-  for (int start = 0; start < total; start += prefill_cap) {
-    const int n_tok = std::min(prefill_cap, total - start);
+  // A prompt that wants every position's logits runs in chunks the logits relay holds.
+  const int chunk = item.all_logits ? std::min(prefill_cap, kPrefillLogitRows) : prefill_cap;
+  for (int start = 0; start < total; start += chunk) {
+    const int n_tok = std::min(chunk, total - start);
     const bool last_chunk = start + n_tok == total;
     m.prefill = true;
     m.n_tok = n_tok;

@@ -41,14 +41,11 @@ const PipelineStats& PipelinedModel::stats() const { return impl_->stats; }
 const planner::Policy& PipelinedModel::policy() const { return impl_->policy; }
 Device& PipelinedModel::device() { return impl_->dev; }
 
+int64_t PipelinedModel::kv_blocks() const { return impl_->kv->blocks_total(); }
+int PipelinedModel::kv_block_tokens() const { return impl_->kv->block_size(); }
 int PipelinedModel::add_sequence() {
   Impl& s = *impl_;
-  const int seq = s.kv->add_sequence();
-  if (seq >= s.opt.max_sequences) {
-    s.kv->free_sequence(seq);
-    throw Error("the pipelined executor holds at most " + std::to_string(s.opt.max_sequences) + " sequences");
-  }
-  return seq;
+  return s.kv->add_sequence();  // the KV cache's capacity (cache_bytes) bounds the sequences
 }
 
 void PipelinedModel::free_sequence(int seq) {

@@ -1,0 +1,71 @@
+#include "ferry/planner/buffer_model.h"
+
+namespace ferry::planner {
+
+namespace {
+
+int64_t* cache_slot(CacheSizes& c, BufferLevel level, BufferRole role) {
+  const bool gpu = level == BufferLevel::Device;
+  switch (role) {
+    case BufferRole::DenseWeights: return gpu ? &c.gpu_dense_weights : &c.dram_other;
+    case BufferRole::ResidentExperts: return gpu ? &c.gpu_expert_cache : &c.dram_expert_cache;
+    case BufferRole::StreamBuffer: return gpu ? &c.gpu_stream_buffer : &c.dram_pinned_staging;
+    case BufferRole::KvCache: return gpu ? &c.gpu_kv_cache : &c.dram_kv_cache;
+    case BufferRole::Activations: return gpu ? &c.gpu_activations : &c.dram_other;
+    case BufferRole::Staging: return gpu ? &c.gpu_activations : &c.dram_pinned_staging;
+    case BufferRole::Other: return gpu ? &c.gpu_activations : &c.dram_other;
+    case BufferRole::ExpertStore: return &c.ssd_expert_store;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+int64_t BufferList::charged(const PlannedBuffer& b) const {
+  if (b.level != BufferLevel::Device || device_align <= 1) return b.bytes;
+  const int64_t n = b.bytes > 0 ? b.bytes : 1;  // a device allocates at least one unit for an empty buffer
+  return (n + device_align - 1) / device_align * device_align;
+}
+
+int64_t BufferList::total(BufferLevel level) const {
+  int64_t sum = 0;
+  for (const PlannedBuffer& b : buffers)
+    if (b.level == level) sum += charged(b);
+  return sum;
+}
+
+CacheSizes BufferList::cache_sizes() const {
+  CacheSizes c;
+  for (const PlannedBuffer& b : buffers) *cache_slot(c, b.level, b.role) += charged(b);
+  return c;
+}
+
+const PlannedBuffer* BufferList::find(const std::string& name) const {
+  for (const PlannedBuffer& b : buffers)
+    if (b.name == name) return &b;
+  return nullptr;
+}
+
+std::string cache_field(BufferLevel level, BufferRole role) {
+  CacheSizes c;
+  const int64_t* slot = cache_slot(c, level, role);
+  auto at = [&](const int64_t& f) { return slot == &f; };
+  if (at(c.gpu_dense_weights)) return "cache_bytes.gpu_dense_weights";
+  if (at(c.gpu_expert_cache)) return "cache_bytes.gpu_expert_cache";
+  if (at(c.gpu_stream_buffer)) return "cache_bytes.gpu_stream_buffer";
+  if (at(c.gpu_kv_cache)) return "cache_bytes.gpu_kv_cache";
+  if (at(c.gpu_activations)) return "cache_bytes.gpu_activations";
+  if (at(c.dram_expert_cache)) return "cache_bytes.dram_expert_cache";
+  if (at(c.dram_kv_cache)) return "cache_bytes.dram_kv_cache";
+  if (at(c.dram_pinned_staging)) return "cache_bytes.dram_pinned_staging";
+  if (at(c.dram_other)) return "cache_bytes.dram_other";
+  if (at(c.ssd_expert_store)) return "cache_bytes.ssd_expert_store";
+  return {};
+}
+
+int64_t cache_value(const CacheSizes& c, BufferLevel level, BufferRole role) {
+  CacheSizes copy = c;
+  return *cache_slot(copy, level, role);
+}
+
+}  // namespace ferry::planner
