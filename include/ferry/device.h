@@ -28,6 +28,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <new>
 #include <span>
 #include <string>
@@ -219,6 +220,15 @@ class Device {
 // Throws ferry::Error for an unknown target, a profile without a GPU, or (cuda) no usable GPU or a
 // build without CUDA, naming the call and its result.
 std::unique_ptr<Device> create_device(const std::string& target);
+
+// A device target parsed once: which kind of device, and the whole spelling (the device parses its options).
+enum class DeviceKind { Host, Sim, Cuda };
+struct DeviceTarget {
+  DeviceKind kind = DeviceKind::Host;
+  std::string spec;  // "cpu", "sim:l4,scale=0.5", "cuda:1,capacity=24GB"
+};
+// nullopt when `target` names no device.
+std::optional<DeviceTarget> parse_device_target(const std::string& target);
 bool is_device_target(const std::string& target);
 // Whether the target names a CUDA device (`cuda`, `cuda:1,capacity=24GB`).
 bool is_cuda_target(const std::string& target);

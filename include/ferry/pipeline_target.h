@@ -31,10 +31,11 @@
 
 namespace ferry {
 
+// The device a pipeline target runs on: sim:l4,scale=0.5 for both sim:l4,scale=0.5 and
+// pipeline:sim:l4,scale=0.5, cpu for pipeline:cpu, cuda:1 for cuda:1; nullopt for any other target
+// (reference, cpu: those run without the executor).
+std::optional<DeviceTarget> pipeline_device(const std::string& target);
 bool is_pipeline_target(const std::string& target);
-// The device a pipeline target runs on: "sim:l4,scale=0.5" for both sim:l4,scale=0.5 and
-// pipeline:sim:l4,scale=0.5; "cpu" for pipeline:cpu.
-std::string pipeline_device(const std::string& target);
 
 struct PipelineTargetOptions {
   std::string target;                 // see above

@@ -3,6 +3,7 @@
 #include "ferry/cpu_model.h"
 #include "ferry/device.h"
 #include "ferry/error.h"
+#include "ferry/precision.h"
 #include "ferry/pipeline_target.h"
 #include "ferry/reference_model.h"
 
@@ -10,22 +11,17 @@ namespace ferry {
 
 namespace {
 
-DType parse_choice(const std::string& value, const char* what,
-                   std::initializer_list<std::pair<const char*, DType>> choices) {
-  std::string known;
-  for (const auto& [name, dtype] : choices) {
-    if (value == name) return dtype;
-    known += known.empty() ? name : std::string(", ") + name;
-  }
-  throw Error("unknown " + std::string(what) + " '" + value + "'; known: " + known);
+// The cpu target's KV cache element types (a vocabulary of its own: float formats, not weight precisions).
+DType parse_kv_dtype(const std::string& value) {
+  for (DType d : {DType::BF16, DType::F16, DType::F32})
+    if (value == dtype_name(d)) return d;
+  throw Error("unknown KV cache dtype '" + value + "'; known: bf16, f16, f32");
 }
 
 CpuModelOptions cpu_options(const TargetOptions& o) {
   CpuModelOptions c;
-  c.expert_dtype = parse_choice(o.expert_dtype, "expert dtype",
-                                {{"bf16", DType::BF16}, {"int8", DType::I8}, {"int4", DType::I4}});
-  c.kv_dtype =
-      parse_choice(o.kv_dtype, "KV cache dtype", {{"bf16", DType::BF16}, {"f16", DType::F16}, {"f32", DType::F32}});
+  c.expert_dtype = precision_dtype(parse_precision(o.expert_dtype, "--expert-dtype"));
+  c.kv_dtype = parse_kv_dtype(o.kv_dtype);
   c.group_size = o.group_size;
   c.threads = o.threads;
   c.kv_cache_tokens = o.kv_cache_tokens;

@@ -94,21 +94,24 @@ planner::Policy cpu_policy(const ModelConfig& c, const PipelineTargetOptions& o)
 
 }  // namespace
 
-bool is_pipeline_target(const std::string& target) {
-  return target.rfind("sim:", 0) == 0 || target.rfind(kPipelinePrefix, 0) == 0 || is_cuda_target(target);
+std::optional<DeviceTarget> pipeline_device(const std::string& target) {
+  const std::string prefix = kPipelinePrefix;
+  if (target.rfind(prefix, 0) == 0) return parse_device_target(target.substr(prefix.size()));
+  std::optional<DeviceTarget> d = parse_device_target(target);
+  if (d && d->kind == DeviceKind::Host) return std::nullopt;  // `cpu` alone is the cpu target
+  return d;
 }
 
-std::string pipeline_device(const std::string& target) {
-  return target.rfind(kPipelinePrefix, 0) == 0 ? target.substr(std::string(kPipelinePrefix).size()) : target;
-}
+bool is_pipeline_target(const std::string& target) { return pipeline_device(target).has_value(); }
 
 std::unique_ptr<PipelineTarget> PipelineTarget::create(const Checkpoint& ckpt, const PipelineTargetOptions& o) {
-  if (!is_pipeline_target(o.target)) throw Error("'" + o.target + "' is not a pipeline target");
-  const std::string device = pipeline_device(o.target);
+  const std::optional<DeviceTarget> parsed = pipeline_device(o.target);
+  if (!parsed) throw Error("'" + o.target + "' is not a pipeline target");
+  const std::string device = parsed->spec;
   std::unique_ptr<PipelineTarget> t(new PipelineTarget());
   t->device_ = create_device(device);
-  const bool sim = device.rfind("sim:", 0) == 0;
-  const bool cuda = is_cuda_target(device);
+  const bool sim = parsed->kind == DeviceKind::Sim;
+  const bool cuda = parsed->kind == DeviceKind::Cuda;
   const bool gpu = sim || cuda;  // a GPU (emulated or real) to plan and predict for
   planner::HardwareProfile hw;
   if (sim) hw = sim_hardware(device);

@@ -115,6 +115,14 @@ const ExpertTierFile* StoreManifest::expert_file(DType dtype, int group_size) co
   return nullptr;
 }
 
+const ExpertTierFile& StoreManifest::require_expert_file(DType dtype, int group_size, const std::string& context) const {
+  if (const ExpertTierFile* f = expert_file(dtype, group_size)) return *f;
+  const std::string name(dtype_name(dtype));
+  throw Error(context + "the store " + dir.string() + " has no " + name + " experts" +
+              (dtype == DType::BF16 ? "" : " of group " + std::to_string(group_size)) + "; convert with --precision " +
+              name);
+}
+
 bool is_packed_store(const fs::path& dir) {
   std::error_code ec;
   return fs::is_regular_file(dir / kStoreManifestName, ec);

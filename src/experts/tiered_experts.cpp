@@ -67,7 +67,7 @@ TieredExperts::~TieredExperts() {
 void TieredExperts::submit(Pending& p) {
   ++p.attempts;
   const bool zstd = p.chunk->codec == ChunkCodec::Zstd;
-  if (zstd && !p.staging.data()) p.staging = AlignedBuffer(p.chunk->stored_bytes);
+  if (zstd && p.staging.size() < p.chunk->stored_bytes) p.staging = AlignedBuffer(p.chunk->stored_bytes);
   ChunkRead r;
   r.file = fd_;
   r.offset = p.chunk->offset;
@@ -78,7 +78,15 @@ void TieredExperts::submit(Pending& p) {
 }
 
 void TieredExperts::start_read(ExpertCache::Pin pin, const ExpertChunk& chunk, bool prefetch) {
-  auto p = std::make_unique<Pending>();
+  // Reads reuse finished ones' records (and their zstd staging): a miss allocates nothing once warm.
+  std::unique_ptr<Pending> p;
+  if (spare_.empty()) {
+    p = std::make_unique<Pending>();
+  } else {
+    p = std::move(spare_.back());
+    spare_.pop_back();
+  }
+  p->attempts = 0;
   p->pin = std::move(pin);
   p->chunk = &chunk;
   p->prefetch = prefetch;
@@ -97,9 +105,15 @@ void TieredExperts::finish(uint64_t tag, int error) {
   const std::string where = (store_.dir / file_->file).string() + ": expert chunk (layer " +
                             std::to_string(c.layer) + ", expert " + std::to_string(c.expert) + ") at offset " +
                             std::to_string(c.offset);
+  auto retire = [&] {
+    std::unique_ptr<Pending> done = std::move(it->second);
+    pending_.erase(it);
+    done->pin = ExpertCache::Pin{};
+    spare_.push_back(std::move(done));
+  };
   auto fail = [&](const std::string& why) {
     cache_.erase(p.pin);
-    pending_.erase(it);
+    retire();
     throw Error(where + ": " + why);
   };
   if (error != 0)
@@ -127,7 +141,7 @@ void TieredExperts::finish(uint64_t tag, int error) {
     if (ZSTD_isError(n) || n != file_->image.bytes) fail("does not decompress");
   }
   cache_.mark_ready(p.pin);
-  pending_.erase(it);
+  retire();
 }
 
 void TieredExperts::complete_one_batch() {

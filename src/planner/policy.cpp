@@ -33,18 +33,6 @@ std::string_view device_name(Device d) {
   return d == Device::Cpu ? "cpu" : "gpu";
 }
 
-std::string_view precision_name(Precision p) {
-  switch (p) {
-    case Precision::Bf16:
-      return "bf16";
-    case Precision::Int8:
-      return "int8";
-    case Precision::Int4:
-      return "int4";
-  }
-  return "?";
-}
-
 bool valid_group_size(int g) { return g >= 32 && g <= 128 && g % 16 == 0; }
 
 double bytes_per_element(Precision p, int group_size) {
@@ -66,13 +54,6 @@ Device parse_device(std::string_view s, const std::string& where) {
   if (s == "cpu") return Device::Cpu;
   if (s == "gpu") return Device::Gpu;
   throw Error(where + ": '" + std::string(s) + "' is not a device; expected cpu or gpu");
-}
-
-Precision parse_precision(std::string_view s, const std::string& where) {
-  if (s == "bf16") return Precision::Bf16;
-  if (s == "int8") return Precision::Int8;
-  if (s == "int4") return Precision::Int4;
-  throw Error(where + ": '" + std::string(s) + "' is not a precision; expected bf16, int8 or int4");
 }
 
 nlohmann::json Policy::to_json() const {

@@ -81,7 +81,4 @@ class PipelinedModel : public Model {
   std::unique_ptr<Impl> impl_;
 };
 
-// The expert dtype the executor packs for a policy precision.
-DType expert_dtype_of(planner::Precision p);
-
 }  // namespace ferry

@@ -87,6 +87,9 @@ struct StoreManifest {
 
   // The expert file at this precision (dtype BF16, I8 or I4) and group size (ignored for bf16), or null.
   const ExpertTierFile* expert_file(DType dtype, int group_size) const;
+  // The same, or ferry::Error "<context>: the store DIR has no int8 experts of group 64; convert with
+  // --precision int8".
+  const ExpertTierFile& require_expert_file(DType dtype, int group_size, const std::string& context) const;
 };
 
 // A PackedMatrix of m's shape viewing its arrays at `base + offsets` (a file mapping or an expert image);

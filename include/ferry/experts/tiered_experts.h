@@ -73,6 +73,7 @@ class TieredExperts {
   int fd_ = 0;
   ExpertCache cache_;
   std::unordered_map<uint64_t, std::unique_ptr<Pending>> pending_;  // by tag
+  std::vector<std::unique_ptr<Pending>> spare_;                       // finished, for the next reads
   uint64_t next_tag_ = 1;
   std::vector<ExpertCache::Pin> held_;
   std::vector<MlpWeights> views_;  // [max_pinned]: the views handed out by the last acquire

@@ -14,6 +14,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "ferry/precision.h"
+
 namespace ferry {
 struct ModelConfig;
 }
@@ -21,21 +23,20 @@ struct ModelConfig;
 namespace ferry::planner {
 
 enum class Device { Cpu, Gpu };
-// Storage precision of expert weights or the KV cache. int8/int4 are group-wise (a bf16 scale per group of
-// weights, kQuantGroup unless the policy's group_size says otherwise; int4 also a zero point) and are
-// dequantised for the arithmetic.
-enum class Precision { Bf16, Int8, Int4 };
+// Storage precision of expert weights or the KV cache (ferry/precision.h); int8/int4 in groups of
+// kQuantGroup weights unless the policy's group_size says otherwise.
+using ferry::Precision;
+using ferry::parse_precision;
+using ferry::precision_name;
 constexpr int kQuantGroup = 64;
 
 std::string_view device_name(Device d);
-std::string_view precision_name(Precision p);
 // Bytes per stored element, including the group scales (and int4's zero points) of groups of group_size.
 double bytes_per_element(Precision p, int group_size = kQuantGroup);
 // Whether the CPU and device kernels take this quantisation group: 32..128, a multiple of 16.
 bool valid_group_size(int group_size);
-// Parses "cpu"/"gpu" and "bf16"/"int8"/"int4"; throws ferry::Error naming `where` otherwise.
+// Parses "cpu"/"gpu"; throws ferry::Error naming `where` otherwise.
 Device parse_device(std::string_view s, const std::string& where);
-Precision parse_precision(std::string_view s, const std::string& where);
 
 // Bytes the planner reserves for each buffer (the executor carves its arenas from these).
 struct CacheSizes {

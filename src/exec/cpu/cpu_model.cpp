@@ -387,10 +387,7 @@ CpuModel::CpuModel(const WeightSource& weights, const CpuModelOptions& options) 
     if (!store)
       throw Error("a DRAM expert budget streams experts from a packed store; convert the model first: "
                   "ferry convert --model DIR --out STORE, then pass --model STORE");
-    if (!store->expert_file(options.expert_dtype, options.group_size))
-      throw Error("the store " + store->dir.string() + " has no " + std::string(dtype_name(options.expert_dtype)) +
-                  " experts" + (options.expert_dtype == DType::BF16 ? "" : " of group " + std::to_string(options.group_size)) +
-                  "; convert with --precision " + std::string(dtype_name(options.expert_dtype)));
+    store->require_expert_file(options.expert_dtype, options.group_size, "");
   }
   impl_ = std::make_unique<Impl>(cpu_target::load_cpu_weights(weights, options), options, weights.packed_store());
 }

@@ -29,7 +29,8 @@ double parse_number(const std::string& target, const std::string& key, const std
 }  // namespace
 
 planner::HardwareProfile sim_hardware(const std::string& target) {
-  if (target.rfind("sim:", 0) != 0) throw Error("'" + target + "' is not a sim device (sim:<profile>[,...])");
+  const std::optional<DeviceTarget> d = parse_device_target(target);
+  if (!d || d->kind != DeviceKind::Sim) throw Error("'" + target + "' is not a sim device (sim:<profile>[,...])");
   const std::string rest = target.substr(4);
   const std::string profile = rest.substr(0, rest.find(','));
   if (profile.empty()) throw Error("device target '" + target + "': name a hardware profile, e.g. sim:l4");
@@ -73,8 +74,17 @@ std::unique_ptr<Device> create_sim(const std::string& target) {
 
 // ---- cuda: kernels/cuda_device.h (CUDA builds only) ----
 
+std::optional<DeviceTarget> parse_device_target(const std::string& target) {
+  auto starts = [&](const char* prefix) { return target.rfind(prefix, 0) == 0; };
+  if (target == "cpu") return DeviceTarget{DeviceKind::Host, target};
+  if (starts("sim:")) return DeviceTarget{DeviceKind::Sim, target};
+  if (target == "cuda" || starts("cuda:") || starts("cuda,")) return DeviceTarget{DeviceKind::Cuda, target};
+  return std::nullopt;
+}
+
 bool is_cuda_target(const std::string& target) {
-  return target == "cuda" || target.rfind("cuda:", 0) == 0 || target.rfind("cuda,", 0) == 0;
+  const std::optional<DeviceTarget> d = parse_device_target(target);
+  return d && d->kind == DeviceKind::Cuda;
 }
 
 int cuda_device_count(std::string* why_none) {
@@ -99,19 +109,22 @@ std::unique_ptr<Device> create_cuda(const std::string& target) {
 
 }  // namespace
 
-bool is_device_target(const std::string& target) {
-  return target == "cpu" || target.rfind("sim:", 0) == 0 || is_cuda_target(target);
-}
+bool is_device_target(const std::string& target) { return parse_device_target(target).has_value(); }
 
 std::unique_ptr<Device> create_device(const std::string& target) {
-  if (target == "cpu") {
-    DeviceInfo info;
-    info.name = "cpu";
-    info.capacity_bytes = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
-    return std::make_unique<exec::StreamDevice>(std::move(info));
+  if (const std::optional<DeviceTarget> d = parse_device_target(target)) {
+    switch (d->kind) {
+      case DeviceKind::Host: {
+        DeviceInfo info;
+        info.name = "cpu";
+        info.capacity_bytes =
+            static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+        return std::make_unique<exec::StreamDevice>(std::move(info));
+      }
+      case DeviceKind::Sim: return create_sim(target);
+      case DeviceKind::Cuda: return create_cuda(target);
+    }
   }
-  if (target.rfind("sim:", 0) == 0) return create_sim(target);
-  if (is_cuda_target(target)) return create_cuda(target);
   throw Error("unknown device '" + target +
               "'; known: cpu, sim:<profile>[,scale=X][,h2d=GBps][,d2h=GBps], cuda[:N][,capacity=SIZE][,h2d=GBps]");
 }

@@ -39,6 +39,11 @@ const char* task_kind_name(TaskKind k) {
 namespace ferry::exec {
 
 namespace {
+
+bool is_sim_name(const std::string& name) {  // a sim device is named by its target
+  const std::optional<DeviceTarget> d = parse_device_target(name);
+  return d && d->kind == DeviceKind::Sim;
+}
 constexpr size_t kAlign = kDeviceAlign;
 size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 std::string mib(size_t bytes) { return std::to_string(bytes) + " bytes (" + std::to_string(bytes >> 20) + " MiB)"; }
@@ -72,7 +77,7 @@ void StreamDevice::charge(const std::string& name, size_t bytes) {
     throw Error("device " + info_.name + ": buffer '" + name + "' of " + mib(bytes) + " does not fit: " + mib(free) +
                 " free of " + mib(info_.capacity_bytes) +
                 "; lower the batch size or the pinned experts in the policy, or use a larger device" +
-                (info_.name.rfind("sim:", 0) == 0 ? " (raise or drop scale= on the sim target)" : ""));
+                (is_sim_name(info_.name) ? " (raise or drop scale= on the sim target)" : ""));
   used_ += bytes;
 }
 

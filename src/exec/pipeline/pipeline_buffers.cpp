@@ -90,7 +90,7 @@ int64_t pipeline_dense_bytes(const ModelConfig& c, const Checkpoint* checkpoint)
 }
 
 int64_t pipeline_expert_image_bytes(const ModelConfig& c, planner::Precision precision, int group_size) {
-  const DType dtype = expert_dtype_of(precision);
+  const DType dtype = precision_dtype(precision);
   const int group = dtype == DType::BF16 ? 0 : group_size;
   return packed_bytes({c.d_expert, c.d_model}, dtype, group) * 2 + packed_bytes({c.d_model, c.d_expert}, dtype, group);
 }

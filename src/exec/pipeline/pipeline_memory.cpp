@@ -29,7 +29,7 @@ std::string shortest(double v) {  // 0.5, not 0.500000
 
 CpuModelOptions packing_options(const planner::Policy& p, const PipelineOptions& o) {
   CpuModelOptions c;
-  c.expert_dtype = expert_dtype_of(p.gpu_expert_precision);
+  c.expert_dtype = precision_dtype(p.gpu_expert_precision);
   c.group_size = p.group_size;
   return c;
 }
@@ -357,13 +357,9 @@ void PipelinedModel::Impl::plan_ssd_tier(const WeightSource& weights) {
     throw Error("policy: ssd_expert_precision " + std::string(planner::precision_name(policy.ssd_expert_precision)) +
                 ": the pipelined executor streams every expert at gpu_expert_precision (" +
                 std::string(planner::precision_name(policy.gpu_expert_precision)) + "); set them equal");
-  const DType dtype = expert_dtype_of(policy.gpu_expert_precision);
-  const experts::ExpertTierFile* file = store->expert_file(dtype, policy.group_size);
-  if (!file)
-    throw Error("policy: ssd_experts_per_layer: the store " + store->dir.string() + " has no " +
-                std::string(dtype_name(dtype)) + " experts" +
-                (dtype == DType::BF16 ? "" : " of group " + std::to_string(policy.group_size)) +
-                "; convert with --precision " + std::string(dtype_name(dtype)));
+  const DType dtype = precision_dtype(policy.gpu_expert_precision);
+  const experts::ExpertTierFile* file =
+      &store->require_expert_file(dtype, policy.group_size, "policy: ssd_experts_per_layer: ");
   experts::TieredExpertsOptions to;
   // One layer's SSD experts at a time: the DRAM tier is the host store, this cache only lands the reads.
   to.dram_budget_bytes = static_cast<size_t>(n_ssd_slot) * ((file->image.bytes + experts::kChunkAlign - 1) /

@@ -11,15 +11,6 @@
 
 namespace ferry {
 
-DType expert_dtype_of(planner::Precision p) {
-  switch (p) {
-    case planner::Precision::Bf16: return DType::BF16;
-    case planner::Precision::Int8: return DType::I8;
-    case planner::Precision::Int4: return DType::I4;
-  }
-  return DType::BF16;
-}
-
 // ---- Model interface ----
 
 PipelinedModel::PipelinedModel(const WeightSource& weights, Device& device, const planner::Policy& policy,
