@@ -46,6 +46,7 @@ struct PipelineTargetOptions {
   int group_size = 64;                // int8 / int4 quantisation group of auto policies
   bool group_size_given = false;      // the user set it: a policy file must agree
   int64_t kv_cache_tokens = 0;        // 0: the executor's default
+  std::optional<planner::ExpertFetch> expert_fetch;  // set: the auto policy's; a policy file must agree
 };
 
 class PipelineTarget final : public Model {

@@ -124,6 +124,7 @@ std::unique_ptr<PipelineTarget> PipelineTarget::create(const Checkpoint& ckpt, c
   if (o.policy == "auto") {
     t->policy_ = gpu ? plan_auto(ckpt, hw, o, device, host_attention) : cpu_policy(ckpt.config(), o);
     t->policy_source_ = gpu ? "auto (planned for " + hw.name + ")" : "auto (every expert resident on the cpu device)";
+    if (o.expert_fetch) t->policy_.expert_fetch = *o.expert_fetch;
   } else {
     t->policy_ = planner::Policy::load(o.policy);
     t->policy_source_ = o.policy;
@@ -133,6 +134,11 @@ std::unique_ptr<PipelineTarget> PipelineTarget::create(const Checkpoint& ckpt, c
       throw Error("--group-size " + std::to_string(o.group_size) + " disagrees with the policy " + o.policy +
                   " (experts.group_size " + std::to_string(t->policy_.group_size) +
                   "): the policy decides; drop --group-size or edit the policy");
+    if (o.expert_fetch && *o.expert_fetch != t->policy_.expert_fetch)
+      throw Error("--expert-fetch " + std::string(planner::expert_fetch_name(*o.expert_fetch)) +
+                  " disagrees with the policy " + o.policy + " (experts.fetch " +
+                  std::string(planner::expert_fetch_name(t->policy_.expert_fetch)) +
+                  "): the policy decides; drop --expert-fetch or edit the policy");
     if (o.kv_cache_tokens > 0) {
       planner::Policy& p = t->policy_;
       int64_t& field = p.attention_device == planner::Device::Gpu ? p.cache.gpu_kv_cache : p.cache.dram_kv_cache;

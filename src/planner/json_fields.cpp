@@ -111,6 +111,11 @@ std::string JsonFields::opt_string(std::string_view key, const std::string& fall
   return v->get<std::string>();
 }
 
+std::string JsonFields::opt_choice(std::string_view key, const std::vector<std::string>& allowed,
+                                   const std::string& fallback) const {
+  return find(key) ? req_choice(key, allowed) : fallback;
+}
+
 std::string JsonFields::req_choice(std::string_view key, const std::vector<std::string>& allowed) const {
   std::string value = req_string(key);
   for (const auto& a : allowed)

@@ -33,6 +33,8 @@ class JsonFields {
   std::string opt_string(std::string_view key, const std::string& fallback) const;
   // One of `allowed`; the message lists them.
   std::string req_choice(std::string_view key, const std::vector<std::string>& allowed) const;
+  // The same, `fallback` when the key is absent.
+  std::string opt_choice(std::string_view key, const std::vector<std::string>& allowed, const std::string& fallback) const;
   std::vector<int64_t> req_int_array(std::string_view key, int64_t min_value) const;
   JsonFields req_object(std::string_view key) const;
   std::optional<JsonFields> opt_object(std::string_view key) const;

@@ -33,6 +33,8 @@ std::string_view device_name(Device d) {
   return d == Device::Cpu ? "cpu" : "gpu";
 }
 
+std::string_view expert_fetch_name(ExpertFetch f) { return f == ExpertFetch::Demand ? "demand" : "prefetch"; }
+
 bool valid_group_size(int g) { return g >= 32 && g <= 128 && g % 16 == 0; }
 
 double bytes_per_element(Precision p, int group_size) {
@@ -76,7 +78,8 @@ nlohmann::json Policy::to_json() const {
                    {{"gpu", precision_name(gpu_expert_precision)},
                     {"dram", precision_name(dram_expert_precision)},
                     {"ssd", precision_name(ssd_expert_precision)}}},
-                  {"group_size", group_size}};
+                  {"group_size", group_size},
+                  {"fetch", expert_fetch_name(expert_fetch)}};
   j["kv"] = {{"precision", precision_name(kv_precision)}, {"gpu_share", kv_gpu_share}};
   j["cache_bytes"] = {{"gpu_dense_weights", cache.gpu_dense_weights},
                       {"gpu_expert_cache", cache.gpu_expert_cache},
@@ -147,6 +150,8 @@ Policy Policy::from_json(const nlohmann::json& j, const std::string& source) {
   if (!valid_group_size(static_cast<int>(std::min<int64_t>(group, 1 << 20))))
     ex.fail("group_size", "is " + std::to_string(group) + "; the int8/int4 kernels take 32 to 128, a multiple of 16");
   p.group_size = static_cast<int>(group);
+  const std::string fetch = ex.opt_choice("fetch", {"prefetch", "demand"}, "prefetch");
+  p.expert_fetch = fetch == "demand" ? ExpertFetch::Demand : ExpertFetch::Prefetch;
 
   JsonFields kv = f.req_object("kv");
   p.kv_precision = parse_precision(kv.req_choice("precision", kPrecisions), source);

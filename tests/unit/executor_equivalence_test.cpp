@@ -147,13 +147,17 @@ TEST_P(ExecutorEquivalence, EveryPolicyAndDeviceMatchesTheCpuTargetBitForBit) {
     int runs = 0;
     for (const GridPoint& g : policy_grid(full)) {
       const int pinned = g.pinned == 0 ? 0 : g.pinned == 1 ? c.n_expert / 2 : c.n_expert;
-      const planner::Policy policy = make_policy(c, g.mu, g.n_ub, pinned, g.host_attention, prec);
+      planner::Policy policy = make_policy(c, g.mu, g.n_ub, pinned, g.host_attention, prec);
       const int n_seq = g.mu * g.n_ub;
       // `cpu` device (synchronous) on a third of the full grid and all of the small one: the same code
-      // path as `sim` without the worker threads, which the runtime budget spends on `sim`
-      for (const char* target : {"sim:l4", "cpu"}) {
-        if (std::string(target) == "cpu" && full && runs % 3 != 0) continue;
-        auto dev = create_device(target);
+      // path as `sim` without the worker threads, which the runtime budget spends on `sim`; demand fetch
+      // (the routing back to the host mid-layer, misses fetched after it) on half the full grid
+      for (const char* target : {"sim:l4", "cpu", "demand on sim:l4"}) {
+        const std::string t = target;
+        if (t == "cpu" && full && runs % 3 != 0) continue;
+        if (t != "cpu" && t != "sim:l4" && (pinned == c.n_expert || (full && runs % 2 != 0))) continue;
+        policy.expert_fetch = t == "sim:l4" || t == "cpu" ? planner::ExpertFetch::Prefetch : planner::ExpertFetch::Demand;
+        auto dev = create_device(t == "cpu" ? "cpu" : "sim:l4");
         PipelinedModel model(*ckpt, *dev, policy);
         const Rows got = run(model, o, n_seq, kGreedySteps, false);
         for (int s = 0; s < n_seq; ++s) {
@@ -326,6 +330,39 @@ TEST(ExecutorDeviceMemoryDeathTest, GuardFaultsOnAHostReadOfDeviceMemory) {
   EXPECT_DEATH(dev.launch(StreamKind::Host, {TaskKind::Attention, 0, 0}, {},
                           [p] { (void)*static_cast<const volatile float*>(p); }),
                "");
+}
+
+// Demand fetch moves only what the router asks for: at one sequence per step (K of E experts routed per
+// layer) it streams fewer bytes than copying every streamed expert, the same logits, and its counts add up:
+// every streamed expert of every layer load was prefetched, fetched after the router, or not moved.
+TEST(ExecutorDemandFetch, MovesFewerBytesThanCopyingEveryStreamedExpertAndTheSameLogits) {
+  omp_set_num_threads(1);
+  auto ckpt = Checkpoint::open(test::oracle_dir("mixtral_fused"));
+  const ModelConfig& c = ckpt->config();
+  const Oracle o = read_oracle(test::oracle_dir("mixtral_fused"));
+  ASSERT_LT(c.n_expert_used * 2, c.n_expert);  // a single token leaves most experts unrouted
+  Rows rows[2];
+  PipelineStats st[2];
+  for (int d = 0; d < 2; ++d) {
+    planner::Policy p = make_policy(c, 1, 1, 1, true, planner::Precision::Bf16);
+    p.expert_fetch = d ? planner::ExpertFetch::Demand : planner::ExpertFetch::Prefetch;
+    auto dev = create_device("sim:l4");
+    PipelinedModel model(*ckpt, *dev, p);
+    rows[d] = run(model, o, 1, kGreedySteps, false);
+    st[d] = model.stats();
+  }
+  EXPECT_TRUE(rows[1].logits == rows[0].logits);
+  EXPECT_LT(st[1].streamed_bytes, st[0].streamed_bytes);
+  EXPECT_GT(st[1].experts_not_moved, 0);
+  const int64_t per_load = c.n_expert - 1;  // streamed experts of a layer
+  const int64_t loads = st[1].experts_prefetched + st[1].experts_fetched_late + st[1].experts_not_moved;
+  EXPECT_EQ(loads % per_load, 0);
+  EXPECT_GE(loads / per_load, static_cast<int64_t>(kGreedySteps) * c.n_layer);
+  std::printf("  demand fetch: %llu of %llu bytes streamed; %lld experts prefetched, %lld fetched after the router, "
+              "%lld not moved\n",
+              static_cast<unsigned long long>(st[1].streamed_bytes), static_cast<unsigned long long>(st[0].streamed_bytes),
+              static_cast<long long>(st[1].experts_prefetched), static_cast<long long>(st[1].experts_fetched_late),
+              static_cast<long long>(st[1].experts_not_moved));
 }
 
 INSTANTIATE_TEST_SUITE_P(Oracles, ExecutorEquivalence, ::testing::ValuesIn(test::oracle_fixtures()),

@@ -91,9 +91,13 @@ TEST_F(PipelineSsdTier, ExpertsOnTheSsdGiveTheCpuTargetsTokensAndLogitsBitForBit
       };
       for (const Case& k : {Case{2, 2, 0, 1, true}, Case{1, 4, 1, E / 2, false}, Case{4, 1, 0, E, true}, Case{2, 2, 0, 1, false},
                             Case{2, 2, E / 2, E / 2, true}}) {
-        for (const char* target : {"sim:l4", "cpu"}) {
-          auto dev = create_device(target);
-          PipelinedModel m(*ckpt, *dev, test::pipeline_policy(c, k.mu, k.n_ub, k.gpu, k.ssd, k.host, prec));
+        // "demand": sim:l4 with demand fetch (SSD experts fetched after the router too)
+        for (const char* target : {"sim:l4", "cpu", "demand"}) {
+          const bool demand = std::string(target) == "demand";
+          auto dev = create_device(demand ? "sim:l4" : target);
+          planner::Policy p = test::pipeline_policy(c, k.mu, k.n_ub, k.gpu, k.ssd, k.host, prec);
+          if (demand) p.expert_fetch = planner::ExpertFetch::Demand;
+          PipelinedModel m(*ckpt, *dev, p);
           const Decoded got = greedy(m, 4, 4);
           const std::string what = model + " " + std::string(planner::precision_name(prec)) + " mu=" +
                                    std::to_string(k.mu) + " gpu=" + std::to_string(k.gpu) + " ssd=" +

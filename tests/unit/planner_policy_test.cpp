@@ -59,6 +59,13 @@ TEST(Policy, JsonRoundTrip) {
   EXPECT_EQ(back.ssd_expert_precision, Precision::Int4);
   EXPECT_EQ(back.cache.gpu_expert_cache, 12345678901);
   EXPECT_FALSE(back.overlap);
+  EXPECT_EQ(back.expert_fetch, ExpertFetch::Prefetch);  // the default
+  p.expert_fetch = ExpertFetch::Demand;
+  EXPECT_EQ(Policy::from_json(p.to_json(), "policy.json").expert_fetch, ExpertFetch::Demand);
+  nlohmann::json old = j;  // a policy written before the field: prefetch
+  old["experts"].erase("fetch");
+  EXPECT_EQ(Policy::from_json(old, "policy.json").expert_fetch, ExpertFetch::Prefetch);
+  p.expert_fetch = ExpertFetch::Prefetch;
 
   auto path = std::filesystem::temp_directory_path() / "ferry_policy_roundtrip.json";
   p.save(path);
@@ -85,6 +92,7 @@ TEST(Policy, BadFieldsNameTheFileAndTheKey) {
       {[](nlohmann::json& j) { j["kv"]["gpu_share"] = 1.5; }, "kv.gpu_share"},
       {[](nlohmann::json& j) { j["kv"]["gpu_share"] = 0.5; }, "kv.gpu_share"},  // CPU attention
       {[](nlohmann::json& j) { j["overlap"] = "yes"; }, "overlap"},
+      {[](nlohmann::json& j) { j["experts"]["fetch"] = "lazy"; }, "experts.fetch"},
       {[](nlohmann::json& j) { j["version"] = 7; }, "version"},
       {[](nlohmann::json& j) { j["format"] = "flexgen"; }, "format"},
   };

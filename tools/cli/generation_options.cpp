@@ -34,6 +34,11 @@ void add_generation_options(CLI::App& app, GenerationOptions& o) {
                  "pipeline targets: a policy file (ferry plan --json) or auto (the planner picks it for the "
                  "model, the prompts and the device's hardware profile)")
       ->capture_default_str();
+  app.add_option("--expert-fetch", o.expert_fetch,
+                 "pipeline targets: how streamed experts reach the device: prefetch (every streamed expert one "
+                 "layer ahead) or demand (ahead only those the last step routed there, the other routed ones "
+                 "after the router; unrouted experts are not moved). Default: the policy's (auto: prefetch)")
+      ->check(one_of({"prefetch", "demand"}));
   app.add_option("--trace", o.trace_path, "pipeline targets: write a Chrome/Perfetto trace of every task here");
   app.add_option("--timeline", o.timeline_path, "pipeline targets: draw the same trace as an SVG timeline here");
   app.add_option("--expert-dtype", o.target.expert_dtype,

@@ -24,6 +24,7 @@ struct GenerationOptions {
   // pipeline targets (sim:<profile>, pipeline:<device>)
   std::string policy = "auto";
   std::string trace_path, timeline_path;
+  std::string expert_fetch;       // --expert-fetch prefetch|demand; empty: the policy's
   bool group_size_given = false;  // --group-size on the command line (a policy file must then agree)
 };
 

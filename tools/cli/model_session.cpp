@@ -53,8 +53,8 @@ ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
   o.target.target = resolve_target(given.target.target, &why);
   if (!why.empty()) std::fprintf(stderr, "ferry: %s\n", why.c_str());
   if (!is_pipeline_target(o.target.target)) {
-    if (o.policy != "auto" || !o.trace_path.empty() || !o.timeline_path.empty())
-      throw Error("--policy, --trace and --timeline apply to the pipeline targets (sim:<profile>, cuda, "
+    if (o.policy != "auto" || !o.trace_path.empty() || !o.timeline_path.empty() || !o.expert_fetch.empty())
+      throw Error("--policy, --expert-fetch, --trace and --timeline apply to the pipeline targets (sim:<profile>, cuda, "
                   "pipeline:<device>), not to --target " + o.target.target);
     s.model = create_model(ckpt, o.target);
     s.max_sequences = o.batch > 0 ? o.batch : kDefaultBatch;
@@ -78,6 +78,8 @@ ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
   po.group_size = o.target.group_size;
   po.group_size_given = o.group_size_given;
   po.kv_cache_tokens = o.target.kv_cache_tokens;
+  if (!o.expert_fetch.empty())
+    po.expert_fetch = o.expert_fetch == "demand" ? planner::ExpertFetch::Demand : planner::ExpertFetch::Prefetch;
   std::unique_ptr<PipelineTarget> t = PipelineTarget::create(ckpt, po);
   s.pipeline = t.get();
   s.max_sequences = static_cast<int>(std::max<int64_t>(1, t->policy().batch_size));
@@ -156,6 +158,13 @@ nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const
   appendf(report, "  expert cache       %lld hits (pinned on the device), %lld misses (streamed): %.1f%% hit rate\n",
                static_cast<long long>(ps.expert_hits), static_cast<long long>(ps.expert_misses),
                routed ? 100.0 * ps.expert_hits / routed : 0.0);
+  appendf(report, "  expert fetch       %s: %.2f MB of experts streamed", std::string(planner::expert_fetch_name(p.expert_fetch)).c_str(),
+          ps.streamed_bytes / 1e6);
+  if (p.expert_fetch == planner::ExpertFetch::Demand)
+    appendf(report, "; %lld prefetched, %lld fetched after the router, %lld not moved; %.3f s waiting for routing",
+            static_cast<long long>(ps.experts_prefetched), static_cast<long long>(ps.experts_fetched_late),
+            static_cast<long long>(ps.experts_not_moved), ps.routing_wait_seconds);
+  report += '\n';
   appendf(report, "  tokens/s           %.1f generated (decode %.1f)\n", stats.tokens_per_second(),
                stats.decode_tokens_per_second());
   const std::optional<double> predicted = s.pipeline->predicted_tokens_per_s();
@@ -191,6 +200,14 @@ nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const
                       {"busiest", resource_label(static_cast<StreamKind>(busiest))},
                       {"expert_hits", ps.expert_hits},
                       {"expert_misses", ps.expert_misses},
+                      {"expert_fetch",
+                       {{"mode", planner::expert_fetch_name(p.expert_fetch)},
+                        {"streamed_bytes", ps.streamed_bytes},
+                        {"prefetched", ps.experts_prefetched},
+                        {"prefetched_unused", ps.experts_prefetched_unused},
+                        {"fetched_after_router", ps.experts_fetched_late},
+                        {"not_moved", ps.experts_not_moved},
+                        {"routing_wait_seconds", ps.routing_wait_seconds}}},
                       {"tokens_per_second", stats.tokens_per_second()},
                       {"sim_timings_are_emulation", sim}};
   for (int r = 0; r < kStreamCount; ++r) {

@@ -48,6 +48,12 @@ struct PipelineStats {
   int64_t prefill_tokens = 0;
   uint64_t streamed_bytes = 0;
   uint64_t ssd_read_bytes = 0;  // read from the packed store for the SSD tier
+  // demand fetch (policy expert_fetch demand), per layer load of streamed experts:
+  int64_t experts_prefetched = 0;    // copied ahead of time (routed there in the last forward)
+  int64_t experts_prefetched_unused = 0;  // of those, routed by no token (the prediction's false positives)
+  int64_t experts_fetched_late = 0;  // routed but not prefetched: fetched after the router
+  int64_t experts_not_moved = 0;     // neither: no token routed to them
+  double routing_wait_seconds = 0;   // the host waiting for a layer's routing before it can fetch
 };
 
 class PipelinedModel : public Model {

@@ -23,6 +23,8 @@ struct ModelConfig;
 namespace ferry::planner {
 
 enum class Device { Cpu, Gpu };
+enum class ExpertFetch { Prefetch, Demand };
+std::string_view expert_fetch_name(ExpertFetch f);
 // Storage precision of expert weights or the KV cache (ferry/precision.h); int8/int4 in groups of
 // kQuantGroup weights unless the policy's group_size says otherwise.
 using ferry::Precision;
@@ -78,6 +80,10 @@ struct Policy {
 
   CacheSizes cache;
   int prefetch_depth = 1;  // layers of experts fetched ahead (1 = double buffering)
+  // How streamed experts reach the device: Prefetch copies every streamed expert of a layer one layer ahead;
+  // Demand copies ahead only those the last forward routed at that layer, and after the layer's router
+  // fetches the routed ones that did not come (experts no token routes to are not moved).
+  ExpertFetch expert_fetch = ExpertFetch::Prefetch;
   bool overlap = true;     // transfers, CPU and GPU work overlap (CGOPipe); false runs them in turn
 
   int64_t n_micro_batches() const { return (batch_size + micro_batch - 1) / micro_batch; }

@@ -82,6 +82,17 @@ struct PipelinedModel::Impl {
   std::vector<const MlpWeights*> ssd_table;      // [E] scratch of the read task
   std::vector<int> ssd_ids;                      // scratch of the read task
 
+  // ---- demand fetch (policy.expert_fetch demand): a layer's ring half gets ahead of time only the experts
+  // the last forward routed at that layer; once the layer's router has run (its routing copied back) the
+  // host fetches the routed ones that did not come. Experts no token routes to are not moved. ----
+  bool demand = false;
+  std::vector<std::vector<uint8_t>> predicted;  // [L][E]: routed at that layer in the last forward
+  std::vector<uint8_t> present[2];              // [half][slot]: copied for the half's current layer
+  std::vector<uint8_t> routed;                  // [E] scratch: routed by the batch at the current layer
+  std::vector<int> copy_slots;                  // scratch: the slots one copy task moves
+  std::vector<uint8_t> fetched_late;            // [slot]: fetched after the router at the current layer
+  EventId misses_done[2];                       // [half]: the layer's fetched misses have landed
+
   // ---- KV cache: host memory for host attention, a device buffer for device attention ----
   std::unique_ptr<KvCache> kv;
   int max_blocks = 0;
@@ -99,10 +110,12 @@ struct PipelinedModel::Impl {
     BufferId hidden, qkv_dev, attn_dev, logits_dev, routing_dev;  // [cap, D], [cap, q+2kv], [cap, H*Dh], [cap, V], [L, cap, K]
     BufferId qkv_pin, attn_pin, logits_pin, routing_pin;
     EventId qkv_ready, qkv_on_host, attn_done, attn_loaded, logits_ready, logits_done;
+    EventId routing_ready, routing_on_host;  // demand fetch: a layer's routing computed / copied back
     std::vector<int32_t> item;  // [cap] decode: the forward item of each row
     size_t ids_offset(int part) const;  // bytes into the ids relay of part 0..4
   };
   std::vector<Micro> mb;  // [n_pages] decode micro-batches
+  std::vector<Micro*> micro_ptrs;  // scratch: the micro-batches of a step
   Micro pf;               // the prefill chunk
 
   // ---- compute scratch (device): one set, the compute stream runs one op at a time ----
@@ -151,6 +164,9 @@ struct PipelinedModel::Impl {
   // ---- steps (pipeline_steps.cpp), each a few tasks guarded by events ----
   void begin_layer_load(int layer);
   void issue_page(int layer, int page);  // streamed experts of one page -> the layer's ring half
+  // Copies the streamed experts in `slots` (ring slots of the layer's half) from the host store or the SSD
+  // staging half; marks them present.
+  void copy_experts(int layer, int page_tag, std::span<const int> slots);
   void read_ssd_experts(int layer, int half);  // Host-stream task body: the store -> ssd_staging[half]
   void load_ids(Micro& m);               // ids relay -> device, on the compute stream
   void embed(Micro& m);
@@ -158,6 +174,15 @@ struct PipelinedModel::Impl {
   void load_hidden(int layer, Micro& m);    // host attention output -> device
   // O-proj, router, experts in cache-state order (ring half h), combine; lm_head after the last layer
   void post_attention(int layer, int h, Micro& m);
+  // The same in two parts: O-proj, router, pinned and shared experts (and, with demand fetch, the layer's
+  // routing copied back); then the streamed experts, combine and lm_head.
+  void post_attention_head(int layer, Micro& m);
+  void post_attention_tail(int layer, int h, Micro& m);
+  // Demand fetch, once every micro-batch's head of the layer is enqueued: waits for their routing, fetches
+  // the routed experts not present, and remembers the routed set as the next forward's prediction.
+  void fetch_misses(int layer, int h, std::span<Micro* const> micro);
+  void launch_streamed_experts(int layer, int h, Micro& m, int first, int last);  // slots [first, last)
+  void launch_ffn_start(int layer, Micro& m, bool with_o_proj, bool with_experts);
   void lm_head(Micro& m);
   void count_expert_use(const Micro& m);  // from the routing copied back: hits are pinned experts
 

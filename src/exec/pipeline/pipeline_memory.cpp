@@ -317,6 +317,18 @@ void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w, const WeightS
       ssd_free[h] = dev.create_event();
     }
   }
+  // Demand fetch: the first forward prefetches every streamed expert (nothing routed yet to predict from).
+  demand = policy.expert_fetch == planner::ExpertFetch::Demand && n_slot > 0;
+  if (demand) {
+    predicted.assign(L, std::vector<uint8_t>(E, 1));
+    for (int h = 0; h < 2; ++h) {
+      present[h].assign(n_slot, 0);
+      misses_done[h] = dev.create_event();
+    }
+    routed.assign(E, 0);
+    fetched_late.assign(n_slot, 0);
+  }
+  copy_slots.reserve(n_slot);
   if (n_slot > 0)
     for (int h = 0; h < 2; ++h)
       for (int p = 0; p < n_pages; ++p) {
@@ -417,7 +429,8 @@ void PipelinedModel::Impl::plan_micro(Micro& m, int j, int capacity, const char*
   }
   m.logits_pin = alloc_host(named("pinned logits"));
   m.routing_pin = alloc_host(named("pinned routing"));
-  for (EventId* e : {&m.qkv_ready, &m.qkv_on_host, &m.attn_done, &m.attn_loaded, &m.logits_ready, &m.logits_done})
+  for (EventId* e : {&m.qkv_ready, &m.qkv_on_host, &m.attn_done, &m.attn_loaded, &m.logits_ready, &m.logits_done,
+                     &m.routing_ready, &m.routing_on_host})
     *e = dev.create_event();
   m.item.assign(P, 0);
 }
@@ -433,6 +446,7 @@ void PipelinedModel::Impl::plan_relays() {
   attn_scratch = carve_attention_scratch(c, cap, base);
   ffn = carve_ffn_buffers(c, cap, base + attn_bytes);
   planned("logits out", planner::BufferLevel::Host);
+  micro_ptrs.reserve(n_pages);
   order.reserve(n_batch);
   out.reserve(static_cast<size_t>(n_batch) * c.n_vocab);
   out_row.reserve(n_batch);

@@ -52,16 +52,38 @@ void PipelinedModel::Impl::decode(std::span<const ForwardItem> items, std::span<
 
   // CGOPipe: the device runs (i, j) while the host attends (i, j+2) and the link carries layer i+1
   // (during the last layer: the next step's layer 0)
+  micro_ptrs.clear();
+  for (int j = 0; j < n_ub; ++j) micro_ptrs.push_back(&mb[j]);
   for (int i = 0; i < L; ++i) {
     const int next = i + 1 < L ? i + 1 : 0;
     const int half = layer_half[i];  // before the next load takes the entry (L = 1: the same layer)
     begin_layer_load(next);
+    if (!demand || !dw.layers[i].is_moe) {
+      for (int j = 0; j < n_ub; ++j) {
+        Micro& m = mb[j];
+        if (host_attention) load_hidden(i, m);
+        for (int p = j; p < n_pages; p += n_ub) issue_page(next, p);  // page j of the next layer
+        post_attention(i, half, m);
+        if (i * n_ub + j + ahead < n_flat) pre(i * n_ub + j + ahead);
+      }
+      continue;
+    }
+    // Demand fetch: every micro-batch's router first (the look-ahead within this layer with them), then the
+    // routed experts that did not come ahead are fetched, then the streamed experts and the look-ahead
+    // into the next layer.
     for (int j = 0; j < n_ub; ++j) {
       Micro& m = mb[j];
       if (host_attention) load_hidden(i, m);
-      for (int p = j; p < n_pages; p += n_ub) issue_page(next, p);  // page j of the next layer
-      post_attention(i, half, m);
-      if (i * n_ub + j + ahead < n_flat) pre(i * n_ub + j + ahead);
+      for (int p = j; p < n_pages; p += n_ub) issue_page(next, p);
+      post_attention_head(i, m);
+      const int f = i * n_ub + j + ahead;
+      if (f < n_flat && f / n_ub == i) pre(f);
+    }
+    fetch_misses(i, half, micro_ptrs);
+    for (int j = 0; j < n_ub; ++j) {
+      post_attention_tail(i, half, mb[j]);
+      const int f = i * n_ub + j + ahead;
+      if (f < n_flat && f / n_ub != i) pre(f);
     }
   }
   layer0_prefetched = true;
@@ -111,7 +133,10 @@ void PipelinedModel::Impl::prefill(const ForwardItem& item, size_t first_row) {
       for (int p = 0; p < n_pages; ++p) issue_page(next, p);  // the next layer loads during this one
       pre_attention(i, m);
       if (host_attention) load_hidden(i, m);
-      post_attention(i, half, m);
+      post_attention_head(i, m);
+      Micro* one[] = {&m};
+      fetch_misses(i, half, one);  // demand fetch only
+      post_attention_tail(i, half, m);
     }
     layer0_prefetched = true;
     dev.synchronize(m.logits_done);
