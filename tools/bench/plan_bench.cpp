@@ -10,12 +10,20 @@
 #include <string>
 #include <vector>
 
+#include "ferry/exec/pipeline_buffers.h"
 #include "ferry/planner/model_catalog.h"
 #include "ferry/planner/planner.h"
 
 using namespace ferry::planner;
 
 namespace {
+
+// What `ferry plan` searches with: policies the pipelined executor runs priced as it allocates them.
+PlannerOptions shipped_options(const ferry::ModelConfig& config) {
+  PlannerOptions o;
+  ferry::price_as_pipeline(o, config, nullptr, 0);
+  return o;
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -26,14 +34,15 @@ int timing_grid() {
   std::printf("%-20s %-11s %9s %9s  %s\n", "model", "hardware", "search s", "tok/s", "policy");
   double worst = 0;
   for (const std::string& model : model_names()) {
-    ModelShape m = ModelShape::from_config(resolve_model(model).config, model);
+    const ferry::ModelConfig config = resolve_model(model).config;
+    ModelShape m = ModelShape::from_config(config, model);
     for (const std::string& preset : preset_names()) {
       HardwareProfile hw = hardware_preset(preset);
       std::vector<double> runs;
       AutoPlan ap;
       for (int r = 0; r < 3; ++r) {
         auto t0 = std::chrono::steady_clock::now();
-        ap = plan_with_fallback(m, hw, w, PlannerOptions{}, true);
+        ap = plan_with_fallback(m, hw, w, shipped_options(config), true);
         runs.push_back(seconds_since(t0));
       }
       std::sort(runs.begin(), runs.end());
@@ -71,7 +80,8 @@ std::string policy_cell(const Policy& p) {
 }
 
 int validation_table() {
-  ModelShape m = ModelShape::from_config(resolve_model("mixtral-8x7b").config, "mixtral-8x7b");
+  const ferry::ModelConfig config = resolve_model("mixtral-8x7b").config;
+  ModelShape m = ModelShape::from_config(config, "mixtral-8x7b");
   // Request counts: the paper's L4 runs were one batch each (measured wall time x throughput / gen).
   const int64_t l4_requests[] = {4491, 3617, 2608, 1560};
   const int64_t gens[] = {32, 64, 128, 256};
@@ -94,7 +104,7 @@ int validation_table() {
       "predicted tok/s | ratio |\n|---|---|---|---|---|---|---|---|---|\n");
   for (const PaperRow& r : rows) {
     HardwareProfile hw = hardware_preset(r.preset);
-    PlanResult ferry = Planner(m, hw, r.ferry_workload, PlannerOptions{}).plan();
+    PlanResult ferry = Planner(m, hw, r.ferry_workload, shipped_options(config)).plan();
     PlannerOptions ml;
     ml.moe_lightning_space = true;
     PlanResult space = Planner(m, hw, r.ml_workload, ml).plan();

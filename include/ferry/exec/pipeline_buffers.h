@@ -69,11 +69,13 @@ class PipelineBufferModel : public planner::BufferModel {
  public:
   // `checkpoint` may be null (planning from a config): see pipeline_weight_bytes.
   PipelineBufferModel(ModelConfig config, const Checkpoint* checkpoint);
-  bool runs(const planner::Policy& p) const override { return pipeline_runs(p); }
+  // The executor runs grouped-query attention only (multi-head latent attention is planned analytically).
+  bool runs(const planner::Policy& p) const override { return gqa_ && pipeline_runs(p); }
   planner::BufferList buffers(const planner::Policy& p, int64_t kv_tokens) const override;
 
  private:
   ModelConfig c_;
+  bool gqa_ = false;
   int64_t dense_bytes_ = 0;
 };
 

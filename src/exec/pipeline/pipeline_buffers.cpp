@@ -216,7 +216,9 @@ void price_as_pipeline(planner::PlannerOptions& o, const ModelConfig& c, const C
 }
 
 PipelineBufferModel::PipelineBufferModel(ModelConfig config, const Checkpoint* checkpoint)
-    : c_(std::move(config)), dense_bytes_(pipeline_dense_bytes(c_, checkpoint)) {}
+    : c_(std::move(config)), gqa_(c_.attention == AttentionKind::Gqa) {
+  if (gqa_) dense_bytes_ = pipeline_dense_bytes(c_, checkpoint);
+}
 
 planner::BufferList PipelineBufferModel::buffers(const planner::Policy& p, int64_t kv_tokens) const {
   const PipelineWeightBytes w{dense_bytes_, pipeline_expert_image_bytes(c_, p.gpu_expert_precision, p.group_size)};
