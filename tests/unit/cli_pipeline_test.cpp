@@ -127,6 +127,37 @@ TEST(CliPipeline, RunWritesPipelineMetrics) {
   EXPECT_TRUE(m["pipeline"]["sim_timings_are_emulation"].get<bool>());
 }
 
+// Demand fetch through the CLI: a policy that streams 5 of 6 experts per layer, run as is and with
+// experts.fetch demand: the same text, and the run's metrics say what was not moved.
+TEST(CliPipeline, DemandFetchGivesTheSameTextAndReportsWhatItDidNotMove) {
+  TempDir dir;
+  std::ofstream(dir.file("prompts.txt")) << "Once upon a time\n";
+  nlohmann::json policy = nlohmann::json::parse(slurp((test::data_dir().parent_path() / "cli" / "data" / "policy_mixtral_spm.json").string()));
+  policy["experts"]["gpu_per_layer"] = {1, 1, 1};
+  policy["experts"]["dram_per_layer"] = {5, 5, 5};
+  policy.erase("cache_bytes");
+  std::string text[2];
+  for (int demand = 0; demand < 2; ++demand) {
+    policy["experts"]["fetch"] = demand ? "demand" : "prefetch";
+    const std::string pol = dir.file("policy" + std::to_string(demand) + ".json");
+    std::ofstream(pol) << policy.dump(2);
+    const std::string out = dir.file("out" + std::to_string(demand) + ".jsonl");
+    const auto r = test::run_ferry("run -m '" + kModel + "' --prompts " + dir.file("prompts.txt") +
+                                   " -n 8 --ignore-eos --no-progress --target sim:l4 --policy " + pol + " -o " + out +
+                                   " --metrics " + dir.file("m.json"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    text[demand] = nlohmann::json::parse(slurp(out))["text"];
+    const auto m = nlohmann::json::parse(slurp(dir.file("m.json")))["pipeline"]["expert_fetch"];
+    EXPECT_EQ(m["mode"], demand ? "demand" : "prefetch");
+    if (demand) {
+      EXPECT_GT(m["not_moved"].get<int64_t>(), 0) << m.dump();
+      EXPECT_GT(m["bytes_not_moved"].get<int64_t>(), 0) << m.dump();
+      EXPECT_NE(r.out.find("not moved"), std::string::npos) << r.out;
+    }
+  }
+  EXPECT_EQ(text[1], text[0]);
+}
+
 // A device too small for the model: a clear error naming the buffer and what to do, and a non-zero exit.
 TEST(CliPipeline, DeviceTooSmallIsAClearError) {
   // the planner (--policy auto) finds nothing that fits

@@ -161,9 +161,11 @@ nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const
   appendf(report, "  expert fetch       %s: %.2f MB of experts streamed", std::string(planner::expert_fetch_name(p.expert_fetch)).c_str(),
           ps.streamed_bytes / 1e6);
   if (p.expert_fetch == planner::ExpertFetch::Demand)
-    appendf(report, "; %lld prefetched, %lld fetched after the router, %lld not moved; %.3f s waiting for routing",
-            static_cast<long long>(ps.experts_prefetched), static_cast<long long>(ps.experts_fetched_late),
-            static_cast<long long>(ps.experts_not_moved), ps.routing_wait_seconds);
+    appendf(report, "; %lld prefetched (%lld unused), %lld fetched after the router, %lld not moved (%.2f MB "
+            "avoided); %.3f s waiting for routing",
+            static_cast<long long>(ps.experts_prefetched), static_cast<long long>(ps.experts_prefetched_unused),
+            static_cast<long long>(ps.experts_fetched_late), static_cast<long long>(ps.experts_not_moved),
+            ps.bytes_not_moved / 1e6, ps.routing_wait_seconds);
   report += '\n';
   appendf(report, "  tokens/s           %.1f generated (decode %.1f)\n", stats.tokens_per_second(),
                stats.decode_tokens_per_second());
@@ -207,6 +209,7 @@ nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const
                         {"prefetched_unused", ps.experts_prefetched_unused},
                         {"fetched_after_router", ps.experts_fetched_late},
                         {"not_moved", ps.experts_not_moved},
+                        {"bytes_not_moved", ps.bytes_not_moved},
                         {"routing_wait_seconds", ps.routing_wait_seconds}}},
                       {"tokens_per_second", stats.tokens_per_second()},
                       {"sim_timings_are_emulation", sim}};

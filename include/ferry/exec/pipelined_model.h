@@ -53,6 +53,7 @@ struct PipelineStats {
   int64_t experts_prefetched_unused = 0;  // of those, routed by no token (the prediction's false positives)
   int64_t experts_fetched_late = 0;  // routed but not prefetched: fetched after the router
   int64_t experts_not_moved = 0;     // neither: no token routed to them
+  uint64_t bytes_not_moved = 0;      // their bytes: what demand fetch saved over copying every streamed one
   double routing_wait_seconds = 0;   // the host waiting for a layer's routing before it can fetch
 };
 

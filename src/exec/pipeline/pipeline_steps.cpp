@@ -334,7 +334,9 @@ void PipelinedModel::Impl::fetch_misses(int layer, int h, std::span<Micro* const
   }
   stats.experts_prefetched += came;
   stats.experts_fetched_late += static_cast<int64_t>(copy_slots.size());
-  stats.experts_not_moved += n_stream - came - static_cast<int64_t>(copy_slots.size());
+  const int64_t not_moved = n_stream - came - static_cast<int64_t>(copy_slots.size());
+  stats.experts_not_moved += not_moved;
+  stats.bytes_not_moved += static_cast<uint64_t>(not_moved) * image.bytes;
   if (!copy_slots.empty())
     for (int p = 0; p < n_pages; ++p) dev.wait(StreamKind::H2D, page_free[h][p]);
   copy_experts(layer, -1, copy_slots);
