@@ -410,6 +410,7 @@ PhaseEstimate CostModel::decode_step_of(const Policy& p, const std::vector<Layer
   for (const LayerClass& c : classes) {
     LayerWork w(hw_);
     double act_h2d = 0, act_d2h = 0;  // activations that cross PCIe on every micro-batch's path
+    double miss_link = 0;             // demand fetch: experts fetched after the router
     // Projections, norms, router, shared expert.
     const double dense_bytes = c.dense_params * kBf16;
     if (dense_gpu)
@@ -437,15 +438,24 @@ PhaseEstimate CostModel::decode_step_of(const Policy& p, const std::vector<Layer
     if (c.moe) {
       const double p_batch = expected_distinct_experts(m.n_expert, m.top_k, n) / e;  // P(expert touched)
       const double p_ub = expected_distinct_experts(m.n_expert, m.top_k, mu) / e;
-      const double dram_touched = c.dram * eb_dram * p_batch;
-      const double ssd_touched = c.ssd * eb_ssd * p_batch;
-      w.ssd(ssd_touched);
+      const double ssd_touched = c.ssd * eb_ssd * p_batch;  // the CPU FFN reads only what is touched
       if (p.ffn_device == Device::Gpu && gpu_present) {
-        w.h2d(dram_touched + ssd_touched);
-        w.dram(dram_touched + 2 * ssd_touched);  // DMA reads; SSD data lands in DRAM first
+        // What crosses PCIe depends on how experts are fetched (policy.expert_fetch). Prefetch copies every
+        // streamed expert once per step. Demand copies ahead the experts the last step touched and, after
+        // the router, the touched ones that did not come: with independent steps an expert is touched with
+        // probability p, so p·S moves ahead and p(1-p)·S after the router, on the layer's critical path.
+        const double streamed = c.dram * eb_dram + c.ssd * eb_ssd;
+        const bool demand = p.expert_fetch == ExpertFetch::Demand;
+        const double moved = demand ? streamed * p_batch * (2 - p_batch) : streamed;
+        const double ssd_read = c.ssd * eb_ssd;  // a layer load reads its SSD experts whole, either way
+        w.ssd(ssd_read);
+        w.h2d(moved);
+        w.dram(moved + ssd_read);  // DMA reads; SSD data lands in DRAM first
+        if (demand) miss_link += link_seconds(streamed * p_batch * (1 - p_batch), hw_.links.h2d_gbps);
         double resident_bytes = c.gpu * eb_gpu + c.dram * eb_dram + c.ssd * eb_ssd;  // all E, on the GPU
         w.gpu(mu * k * 2 * m.expert_params, p_ub * resident_bytes + mu * ffn_act, mu * k / e, n_ub);
       } else {
+        w.ssd(ssd_touched);
         double host_share = (c.dram + c.ssd) / e;
         w.cpu(mu * k * 2 * m.expert_params * host_share,
               p_ub * (c.dram * eb_dram + c.ssd * eb_ssd) + mu * ffn_act * host_share, mu * k / e, n_ub);
@@ -468,6 +478,7 @@ PhaseEstimate CostModel::decode_step_of(const Policy& p, const std::vector<Layer
       double act_link = link_seconds(act_h2d, hw_.links.h2d_gbps) + link_seconds(act_d2h, hw_.links.d2h_gbps);
       w.rt.chain = (w.rt.gpu_busy + w.rt.cpu_busy + act_link) / n_ub;
     }
+    w.rt.chain += miss_link;  // demand fetch: the layer's misses cross after its router, before its experts
     total.add(w.rt, c.count);
     seconds += c.count * wall_time(w.rt, p.overlap);
   }

@@ -148,10 +148,12 @@ std::string describe_policy(const Policy& p, const ModelShape& m) {
       "  batch N = %lld sequences, micro-batch μ = %lld tokens (%lld per layer), prefill chunk %lld tokens\n",
       static_cast<long long>(p.batch_size), static_cast<long long>(p.micro_batch),
       static_cast<long long>(p.n_micro_batches()), static_cast<long long>(p.prefill_chunk_tokens));
-  out += fmt("  attention %s, expert FFN %s, dense layers %s, prefill %s; overlap %s, prefetch depth %d\n",
+  out += fmt("  attention %s, expert FFN %s, dense layers %s, prefill %s; overlap %s, prefetch depth %d, "
+             "experts fetched %s\n",
              std::string(device_name(p.attention_device)).c_str(),
              std::string(device_name(p.ffn_device)).c_str(), std::string(device_name(p.dense_device)).c_str(),
-             std::string(device_name(p.prefill_device)).c_str(), p.overlap ? "on" : "off", p.prefetch_depth);
+             std::string(device_name(p.prefill_device)).c_str(), p.overlap ? "on" : "off", p.prefetch_depth,
+             p.expert_fetch == ExpertFetch::Demand ? "on demand (what the router asks for)" : "ahead (every streamed one)");
   out += "  experts per layer: " + expert_split(p, m) + "\n";
   out += fmt("  KV cache %s, %.0f%% on the GPU\n", std::string(precision_name(p.kv_precision)).c_str(),
              100 * p.kv_gpu_share);

@@ -267,6 +267,17 @@ std::optional<Candidate> Planner::best_placement(const Family& f, int64_t n, int
     c.policy = p;
     c.estimate = cost_.evaluate(p, false);
     c.family = family_name(f);
+    // An executor that fetches on demand (the pipelined one, when its buffer model is attached) may move
+    // fewer expert bytes that way: small batches touch few experts. Same memory, so only time decides.
+    if (options_.buffers && f.ffn == Device::Gpu && !ml && rest > 0) {
+      Policy d = p;
+      d.expert_fetch = ExpertFetch::Demand;
+      Estimate de = cost_.evaluate(d, false);
+      if (de.tokens_per_s > c.estimate.tokens_per_s) {
+        c.policy = d;
+        c.estimate = de;
+      }
+    }
     return c;
   };
 

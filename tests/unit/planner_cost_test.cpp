@@ -90,14 +90,22 @@ TEST(PlannerCost, DecodeStepByHand) {
   EXPECT_NEAR(d.tokens_per_s, 1000 / (32 * h2d + head), 1e-6);
 }
 
-TEST(PlannerCost, SmallBatchesStreamOnlyTheExpertsTheyTouch) {
+TEST(PlannerCost, PrefetchMovesEveryStreamedExpertDemandOnlyTheTouchedOnes) {
   Fixture f;
   Policy p = f.policy();
   p.batch_size = 1;
   p.micro_batch = 1;
-  PhaseEstimate d = f.cost.decode_step(p, 1, 100);
-  // One token touches 2 of 8 experts: each streamed expert is needed with probability 1/4.
-  EXPECT_NEAR(d.per_layer.h2d, (7 * kExpert * 0.25 + 4096 * 2) / 16e9, 1e-12);
+  // Prefetch: the 7 streamed experts cross every step whatever the router does.
+  PhaseEstimate ahead = f.cost.decode_step(p, 1, 100);
+  EXPECT_NEAR(ahead.per_layer.h2d, (7 * kExpert + 4096 * 2) / 16e9, 1e-12);
+  // Demand: one token touches 2 of 8 experts, each streamed one with probability p = 1/4; the last step's
+  // touched ones move ahead (p), the touched ones it did not touch after the router (p(1-p)), and those
+  // are on the layer's critical path.
+  p.expert_fetch = ExpertFetch::Demand;
+  PhaseEstimate demand = f.cost.decode_step(p, 1, 100);
+  EXPECT_NEAR(demand.per_layer.h2d, (7 * kExpert * 0.25 * 1.75 + 4096 * 2) / 16e9, 1e-12);
+  EXPECT_GE(demand.per_layer.chain - ahead.per_layer.chain, 7 * kExpert * 0.25 * 0.75 / 16e9 * (1 - 1e-9));
+  EXPECT_GT(demand.tokens_per_s, ahead.tokens_per_s);  // PCIe-bound: fewer bytes win
 }
 
 TEST(PlannerCost, CpuCapacityLimitsTheTokensInFlight) {
