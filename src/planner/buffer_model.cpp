@@ -46,26 +46,4 @@ const PlannedBuffer* BufferList::find(const std::string& name) const {
   return nullptr;
 }
 
-std::string cache_field(BufferLevel level, BufferRole role) {
-  CacheSizes c;
-  const int64_t* slot = cache_slot(c, level, role);
-  auto at = [&](const int64_t& f) { return slot == &f; };
-  if (at(c.gpu_dense_weights)) return "cache_bytes.gpu_dense_weights";
-  if (at(c.gpu_expert_cache)) return "cache_bytes.gpu_expert_cache";
-  if (at(c.gpu_stream_buffer)) return "cache_bytes.gpu_stream_buffer";
-  if (at(c.gpu_kv_cache)) return "cache_bytes.gpu_kv_cache";
-  if (at(c.gpu_activations)) return "cache_bytes.gpu_activations";
-  if (at(c.dram_expert_cache)) return "cache_bytes.dram_expert_cache";
-  if (at(c.dram_kv_cache)) return "cache_bytes.dram_kv_cache";
-  if (at(c.dram_pinned_staging)) return "cache_bytes.dram_pinned_staging";
-  if (at(c.dram_other)) return "cache_bytes.dram_other";
-  if (at(c.ssd_expert_store)) return "cache_bytes.ssd_expert_store";
-  return {};
-}
-
-int64_t cache_value(const CacheSizes& c, BufferLevel level, BufferRole role) {
-  CacheSizes copy = c;
-  return *cache_slot(copy, level, role);
-}
-
 }  // namespace ferry::planner

@@ -51,12 +51,6 @@ struct BufferList {
   const PlannedBuffer* find(const std::string& name) const;
 };
 
-// The policy field a (level, role) pair is recorded under, as the policy file spells it
-// ("cache_bytes.gpu_activations"); empty for a pair no field records.
-std::string cache_field(BufferLevel level, BufferRole role);
-// That field's value in `c`.
-int64_t cache_value(const CacheSizes& c, BufferLevel level, BufferRole role);
-
 class BufferModel {
  public:
   virtual ~BufferModel() = default;
