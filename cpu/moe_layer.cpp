@@ -12,16 +12,17 @@
 namespace ferry::cpu {
 
 void group_by_expert(const int32_t* topk_idx, int n_tok, int top_k, int n_expert, int32_t* offsets,
-                     int32_t* assign_token, int32_t* assign_slot) {
+                     int32_t* assign_token, int32_t* assign_slot, const int32_t* position_of) {
   const int n_assign = n_tok * top_k;
+  auto group = [&](int i) { return position_of ? position_of[topk_idx[i]] : topk_idx[i]; };
   std::fill(offsets, offsets + n_expert + 1, 0);
   for (int i = 0; i < n_assign; ++i) {
     FERRY_ASSERT(topk_idx[i] >= 0 && topk_idx[i] < n_expert);
-    ++offsets[topk_idx[i] + 1];
+    ++offsets[group(i) + 1];
   }
   for (int e = 0; e < n_expert; ++e) offsets[e + 1] += offsets[e];
   for (int i = 0; i < n_assign; ++i) {  // i ascends, so tokens ascend within an expert
-    const int32_t at = offsets[topk_idx[i]]++;
+    const int32_t at = offsets[group(i)]++;
     assign_token[at] = i / top_k;
     assign_slot[at] = i;
   }

@@ -200,7 +200,8 @@ void CudaOps::ffn_input(const StreamContext& ctx, const LayerWeights& L, const f
   if (!L.is_moe) return;
   matmul(L.router, b.x, b.router_logits, n_tok, nullptr, s);  // f32 weights and activations
   route_tokens(router_, b.router_logits, n_tok, router_scratch_, b.topk_idx, b.topk_weight, s);
-  group_by_expert(b.topk_idx, n_tok, c_.n_expert_used, c_.n_expert, b.offsets, b.assign_token, b.assign_slot, s);
+  group_by_expert(b.topk_idx, n_tok, c_.n_expert_used, c_.n_expert, b.offsets, b.assign_token, b.assign_slot, s,
+                  b.expert_position);
 }
 
 void CudaOps::routed_experts(const StreamContext& ctx, int table, int first, int last, int n_tok,

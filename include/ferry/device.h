@@ -160,6 +160,9 @@ struct DeviceInfo {
 struct DeviceCounters {
   std::array<double, kStreamCount> busy_seconds{};  // indexed by StreamKind
   std::array<uint64_t, kStreamCount> bytes{};
+  // Time each stream sat blocked on an event another stream records (for Compute: the expert pages and
+  // loads it waits for, the stall). Measured by the host-emulated devices; none where absent (CUDA).
+  std::optional<std::array<double, kStreamCount>> wait_seconds;
 };
 
 class Device {

@@ -47,6 +47,7 @@ struct PipelineTargetOptions {
   bool group_size_given = false;      // the user set it: a policy file must agree
   int64_t kv_cache_tokens = 0;        // 0: the executor's default
   std::optional<planner::ExpertFetch> expert_fetch;  // set: the auto policy's; a policy file must agree
+  std::optional<planner::ExpertResidency> expert_residency;  // the same
 };
 
 class PipelineTarget final : public Model {

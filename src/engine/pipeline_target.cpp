@@ -125,6 +125,7 @@ std::unique_ptr<PipelineTarget> PipelineTarget::create(const Checkpoint& ckpt, c
     t->policy_ = gpu ? plan_auto(ckpt, hw, o, device, host_attention) : cpu_policy(ckpt.config(), o);
     t->policy_source_ = gpu ? "auto (planned for " + hw.name + ")" : "auto (every expert resident on the cpu device)";
     if (o.expert_fetch) t->policy_.expert_fetch = *o.expert_fetch;
+    if (o.expert_residency) t->policy_.expert_residency = *o.expert_residency;
   } else {
     t->policy_ = planner::Policy::load(o.policy);
     t->policy_source_ = o.policy;
@@ -139,6 +140,11 @@ std::unique_ptr<PipelineTarget> PipelineTarget::create(const Checkpoint& ckpt, c
                   " disagrees with the policy " + o.policy + " (experts.fetch " +
                   std::string(planner::expert_fetch_name(t->policy_.expert_fetch)) +
                   "): the policy decides; drop --expert-fetch or edit the policy");
+    if (o.expert_residency && *o.expert_residency != t->policy_.expert_residency)
+      throw Error("--expert-residency " + std::string(planner::expert_residency_name(*o.expert_residency)) +
+                  " disagrees with the policy " + o.policy + " (experts.residency " +
+                  std::string(planner::expert_residency_name(t->policy_.expert_residency)) +
+                  "): the policy decides; drop --expert-residency or edit the policy");
     if (o.kv_cache_tokens > 0) {
       planner::Policy& p = t->policy_;
       int64_t& field = p.attention_device == planner::Device::Gpu ? p.cache.gpu_kv_cache : p.cache.dram_kv_cache;

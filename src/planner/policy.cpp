@@ -34,6 +34,9 @@ std::string_view device_name(Device d) {
 }
 
 std::string_view expert_fetch_name(ExpertFetch f) { return f == ExpertFetch::Demand ? "demand" : "prefetch"; }
+std::string_view expert_residency_name(ExpertResidency r) {
+  return r == ExpertResidency::Index ? "index" : "frequency";
+}
 
 bool valid_group_size(int g) { return g >= 32 && g <= 128 && g % 16 == 0; }
 
@@ -79,7 +82,8 @@ nlohmann::json Policy::to_json() const {
                     {"dram", precision_name(dram_expert_precision)},
                     {"ssd", precision_name(ssd_expert_precision)}}},
                   {"group_size", group_size},
-                  {"fetch", expert_fetch_name(expert_fetch)}};
+                  {"fetch", expert_fetch_name(expert_fetch)},
+                  {"residency", expert_residency_name(expert_residency)}};
   j["kv"] = {{"precision", precision_name(kv_precision)}, {"gpu_share", kv_gpu_share}};
   j["cache_bytes"] = {{"gpu_dense_weights", cache.gpu_dense_weights},
                       {"gpu_expert_cache", cache.gpu_expert_cache},
@@ -152,6 +156,8 @@ Policy Policy::from_json(const nlohmann::json& j, const std::string& source) {
   p.group_size = static_cast<int>(group);
   const std::string fetch = ex.opt_choice("fetch", {"prefetch", "demand"}, "prefetch");
   p.expert_fetch = fetch == "demand" ? ExpertFetch::Demand : ExpertFetch::Prefetch;
+  const std::string residency = ex.opt_choice("residency", {"frequency", "index"}, "frequency");
+  p.expert_residency = residency == "index" ? ExpertResidency::Index : ExpertResidency::Frequency;
 
   JsonFields kv = f.req_object("kv");
   p.kv_precision = parse_precision(kv.req_choice("precision", kPrecisions), source);

@@ -66,6 +66,12 @@ TEST(Policy, JsonRoundTrip) {
   old["experts"].erase("fetch");
   EXPECT_EQ(Policy::from_json(old, "policy.json").expert_fetch, ExpertFetch::Prefetch);
   p.expert_fetch = ExpertFetch::Prefetch;
+  EXPECT_EQ(back.expert_residency, ExpertResidency::Frequency);  // the default
+  p.expert_residency = ExpertResidency::Index;
+  EXPECT_EQ(Policy::from_json(p.to_json(), "policy.json").expert_residency, ExpertResidency::Index);
+  old["experts"].erase("residency");  // a policy written before the field: frequency
+  EXPECT_EQ(Policy::from_json(old, "policy.json").expert_residency, ExpertResidency::Frequency);
+  p.expert_residency = ExpertResidency::Frequency;
 
   auto path = std::filesystem::temp_directory_path() / "ferry_policy_roundtrip.json";
   p.save(path);

@@ -39,6 +39,11 @@ void add_generation_options(CLI::App& app, GenerationOptions& o) {
                  "layer ahead) or demand (ahead only those the last step routed there, the other routed ones "
                  "after the router; unrouted experts are not moved). Default: the policy's (auto: prefetch)")
       ->check(one_of({"prefetch", "demand"}));
+  app.add_option("--expert-residency", o.expert_residency,
+                 "pipeline targets: which experts stay resident on the device: frequency (the ones the router "
+                 "has been choosing, re-ranked as the run goes) or index (experts 0..g-1 of each layer). "
+                 "Default: the policy's (auto: frequency)")
+      ->check(one_of({"frequency", "index"}));
   app.add_option("--trace", o.trace_path, "pipeline targets: write a Chrome/Perfetto trace of every task here");
   app.add_option("--timeline", o.timeline_path, "pipeline targets: draw the same trace as an SVG timeline here");
   app.add_option("--expert-dtype", o.target.expert_dtype,

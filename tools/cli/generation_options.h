@@ -25,6 +25,7 @@ struct GenerationOptions {
   std::string policy = "auto";
   std::string trace_path, timeline_path;
   std::string expert_fetch;       // --expert-fetch prefetch|demand; empty: the policy's
+  std::string expert_residency;   // --expert-residency frequency|index; empty: the policy's
   bool group_size_given = false;  // --group-size on the command line (a policy file must then agree)
 };
 

@@ -53,8 +53,9 @@ ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
   o.target.target = resolve_target(given.target.target, &why);
   if (!why.empty()) std::fprintf(stderr, "ferry: %s\n", why.c_str());
   if (!is_pipeline_target(o.target.target)) {
-    if (o.policy != "auto" || !o.trace_path.empty() || !o.timeline_path.empty() || !o.expert_fetch.empty())
-      throw Error("--policy, --expert-fetch, --trace and --timeline apply to the pipeline targets (sim:<profile>, cuda, "
+    if (o.policy != "auto" || !o.trace_path.empty() || !o.timeline_path.empty() || !o.expert_fetch.empty() ||
+        !o.expert_residency.empty())
+      throw Error("--policy, --expert-fetch, --expert-residency, --trace and --timeline apply to the pipeline targets (sim:<profile>, cuda, "
                   "pipeline:<device>), not to --target " + o.target.target);
     s.model = create_model(ckpt, o.target);
     s.max_sequences = o.batch > 0 ? o.batch : kDefaultBatch;
@@ -80,6 +81,9 @@ ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
   po.kv_cache_tokens = o.target.kv_cache_tokens;
   if (!o.expert_fetch.empty())
     po.expert_fetch = o.expert_fetch == "demand" ? planner::ExpertFetch::Demand : planner::ExpertFetch::Prefetch;
+  if (!o.expert_residency.empty())
+    po.expert_residency =
+        o.expert_residency == "index" ? planner::ExpertResidency::Index : planner::ExpertResidency::Frequency;
   std::unique_ptr<PipelineTarget> t = PipelineTarget::create(ckpt, po);
   s.pipeline = t.get();
   s.max_sequences = static_cast<int>(std::max<int64_t>(1, t->policy().batch_size));
@@ -155,9 +159,18 @@ nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const
   }
   appendf(report, "  overlap efficiency %.2f (busiest resource, %s, busy / wall time)\n", efficiency,
                resource_label(static_cast<StreamKind>(busiest)));
-  appendf(report, "  expert cache       %lld hits (pinned on the device), %lld misses (streamed): %.1f%% hit rate\n",
+  appendf(report, "  expert cache       %lld hits (resident on the device), %lld misses (streamed): %.1f%% hit rate; "
+               "residency by %s",
                static_cast<long long>(ps.expert_hits), static_cast<long long>(ps.expert_misses),
-               routed ? 100.0 * ps.expert_hits / routed : 0.0);
+               routed ? 100.0 * ps.expert_hits / routed : 0.0,
+               std::string(planner::expert_residency_name(p.expert_residency)).c_str());
+  if (p.expert_residency == planner::ExpertResidency::Frequency)
+    appendf(report, ", %lld trades (%.2f MB moved)", static_cast<long long>(ps.expert_swaps), ps.expert_swap_bytes / 1e6);
+  report += '\n';
+  const int compute = static_cast<int>(StreamKind::Compute);
+  if (c.wait_seconds)
+    appendf(report, "  compute stalls     %.3f s (%4.1f%% of the wall time) waiting for expert pages, loads and host "
+            "attention\n", (*c.wait_seconds)[compute], wall > 0 ? 100 * (*c.wait_seconds)[compute] / wall : 0.0);
   appendf(report, "  expert fetch       %s: %.2f MB of experts streamed", std::string(planner::expert_fetch_name(p.expert_fetch)).c_str(),
           ps.streamed_bytes / 1e6);
   if (p.expert_fetch == planner::ExpertFetch::Demand)
@@ -202,6 +215,11 @@ nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const
                       {"busiest", resource_label(static_cast<StreamKind>(busiest))},
                       {"expert_hits", ps.expert_hits},
                       {"expert_misses", ps.expert_misses},
+                      {"expert_residency",
+                       {{"mode", planner::expert_residency_name(p.expert_residency)},
+                        {"hit_rate", routed ? static_cast<double>(ps.expert_hits) / routed : 0.0},
+                        {"trades", ps.expert_swaps},
+                        {"trade_bytes", ps.expert_swap_bytes}}},
                       {"expert_fetch",
                        {{"mode", planner::expert_fetch_name(p.expert_fetch)},
                         {"streamed_bytes", ps.streamed_bytes},
@@ -218,6 +236,7 @@ nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const
     j["busy_seconds"][name] = c.busy_seconds[r];
     j["bytes"][name] = c.bytes[r];
   }
+  j["compute_stall_seconds"] = c.wait_seconds ? nlohmann::json((*c.wait_seconds)[compute]) : nlohmann::json(nullptr);
   j["planner_predicted_tokens_per_second"] = predicted ? nlohmann::json(*predicted) : nlohmann::json(nullptr);
   return j;
 }

@@ -41,7 +41,11 @@ struct FfnBuffers {
   float* probs = nullptr;           // [T, E] router scratch, for device routers that keep none of their own
   int32_t* topk_idx = nullptr;      // [T, K]
   float* topk_weight = nullptr;     // [T, K]
-  int32_t* offsets = nullptr;       // [E + 1]: expert e's assignments are [offsets[e], offsets[e + 1])
+  // [E] the position of each expert in the layer's expert table (null: expert e at e). Set per layer by the
+  // executor, whose tables are in cache order; ffn_input groups the assignments by position, and the ranges
+  // of routed_experts are positions. The routing (topk_idx) and the combine stay in expert ids.
+  const int32_t* expert_position = nullptr;
+  int32_t* offsets = nullptr;       // [E + 1]: position p's assignments are [offsets[p], offsets[p + 1])
   int32_t* assign_token = nullptr;  // [T*K] token of each assignment, grouped by expert, tokens ascending
   int32_t* assign_slot = nullptr;   // [T*K] its row t*K + k in expert_out
   float* expert_out = nullptr;      // [T*K, D] unweighted routed expert outputs
@@ -76,7 +80,7 @@ class LayerOps {
   // device: bind_model is called once. ----
   // The model the ops run: its config and RoPE table, and the most tokens one op call takes.
   virtual void bind_model(const ModelConfig& c, const RopeFrequencies& rope, int max_tokens) = 0;
-  // Registers an expert table: experts[e] holds expert e's weights (views into device memory; the
+  // Registers an expert table: experts[p] holds the weights of the expert at position p (b.expert_position) (views into device memory; the
   // pointed-to MlpWeights must outlive the ops and keep their shape and addresses: a backend may copy the
   // descriptors to the device) for e in [0, E). Returns its id for routed_experts.
   virtual int add_expert_table(std::span<const MlpWeights* const> experts) = 0;
@@ -94,8 +98,8 @@ class LayerOps {
   // b.x = ffn_norm(h); in a MoE layer also the router, top-k and the assignments grouped by expert.
   virtual void ffn_input(const StreamContext& ctx, const LayerWeights& L, const float* h, int n_tok,
                          const FfnBuffers& b) = 0;
-  // For the experts e in [first, last) of the table: b.expert_out[slot] = expert_e(b.x[token]) over e's
-  // assignments. Experts no token routes to cost nothing.
+  // For the experts at positions [first, last) of the table: b.expert_out[slot] = expert(b.x[token]) over
+  // its assignments. Experts no token routes to cost nothing.
   virtual void routed_experts(const StreamContext& ctx, int table, int first, int last, int n_tok,
                               const FfnBuffers& b) = 0;
   // b.shared_out = shared expert (MoE layer) or dense MLP of b.x; b.shared_gate its sigmoid gate.

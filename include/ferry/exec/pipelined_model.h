@@ -42,8 +42,10 @@ struct PipelineOptions {
 };
 
 struct PipelineStats {
-  int64_t expert_hits = 0;    // routed (token, expert) pairs served by pinned experts
+  int64_t expert_hits = 0;    // routed (token, expert) pairs served by resident experts
   int64_t expert_misses = 0;  // served by streamed experts
+  int64_t expert_swaps = 0;   // frequency residency: a DRAM-tier expert and a resident one traded places
+  uint64_t expert_swap_bytes = 0;  // bytes those trades moved (both ways over the link)
   int64_t decode_tokens = 0;
   int64_t prefill_tokens = 0;
   uint64_t streamed_bytes = 0;

@@ -42,8 +42,11 @@ void expert_ffn_ref(const ExpertWeights& w, const float* x, const int32_t* rows,
 // [offsets[e], offsets[e + 1]), its tokens ascending; assignment a is token assign_token[a] in slot
 // assign_slot[a] = t*K + k (its row of topk_idx / topk_weight). topk_idx [T, K] in [0, E);
 // offsets [E + 1], assign_token [T*K], assign_slot [T*K].
+// With position_of [E] (a permutation of 0..E-1) the groups are in position order: group p holds the
+// assignments of the expert at position p (offsets[p] .. offsets[p + 1]). The pipelined executor keeps an
+// expert table in cache order this way (resident experts first); the assignments and slots are unchanged.
 void group_by_expert(const int32_t* topk_idx, int n_tok, int top_k, int n_expert, int32_t* offsets,
-                     int32_t* assign_token, int32_t* assign_slot);
+                     int32_t* assign_token, int32_t* assign_slot, const int32_t* position_of = nullptr);
 // Reference: expert by expert, a scan of all assignments.
 void group_by_expert_ref(const int32_t* topk_idx, int n_tok, int top_k, int n_expert, int32_t* offsets,
                          int32_t* assign_token, int32_t* assign_slot);

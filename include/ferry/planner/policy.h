@@ -25,6 +25,11 @@ namespace ferry::planner {
 enum class Device { Cpu, Gpu };
 enum class ExpertFetch { Prefetch, Demand };
 std::string_view expert_fetch_name(ExpertFetch f);
+// Which experts of a layer stay resident on the device: Frequency re-ranks them as the run goes, from the
+// routing it observes (the most routed ones stay, a streamed expert replaces a colder resident one);
+// Index keeps experts 0 .. gpu_per_layer - 1 for the whole run.
+enum class ExpertResidency { Frequency, Index };
+std::string_view expert_residency_name(ExpertResidency r);
 // Storage precision of expert weights or the KV cache (ferry/precision.h); int8/int4 in groups of
 // kQuantGroup weights unless the policy's group_size says otherwise.
 using ferry::Precision;
@@ -84,6 +89,7 @@ struct Policy {
   // Demand copies ahead only those the last forward routed at that layer, and after the layer's router
   // fetches the routed ones that did not come (experts no token routes to are not moved).
   ExpertFetch expert_fetch = ExpertFetch::Prefetch;
+  ExpertResidency expert_residency = ExpertResidency::Frequency;
   bool overlap = true;     // transfers, CPU and GPU work overlap (CGOPipe); false runs them in turn
 
   int64_t n_micro_batches() const { return (batch_size + micro_batch - 1) / micro_batch; }

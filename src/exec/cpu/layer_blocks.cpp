@@ -86,7 +86,8 @@ void ffn_input(const ModelConfig& c, const LayerWeights& L, const float* h, int 
   if (!L.is_moe) return;
   cpu::matmul(L.router, b.x, b.router_logits, n_tok);  // f32 weights and activations
   cpu::router_topk(b.router_logits, n_tok, cpu_router_params(c), b.topk_idx, b.topk_weight);
-  cpu::group_by_expert(b.topk_idx, n_tok, c.n_expert_used, c.n_expert, b.offsets, b.assign_token, b.assign_slot);
+  cpu::group_by_expert(b.topk_idx, n_tok, c.n_expert_used, c.n_expert, b.offsets, b.assign_token, b.assign_slot,
+                       b.expert_position);
 }
 
 size_t routed_expert_outputs(const MlpWeights* const* expert_of, int first, int last, MatmulFn matmul, int d_model,

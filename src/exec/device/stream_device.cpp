@@ -219,6 +219,8 @@ DeviceCounters StreamDevice::counters() const {
     c.busy_seconds[s] = static_cast<double>(queues_[s].busy_ns.load()) * 1e-9;
     c.bytes[s] = queues_[s].bytes.load();
   }
+  c.wait_seconds.emplace();
+  for (int s = 0; s < kStreamCount; ++s) (*c.wait_seconds)[s] = static_cast<double>(queues_[s].wait_ns.load()) * 1e-9;
   return c;
 }
 
@@ -289,6 +291,9 @@ void StreamDevice::execute(StreamKind stream, Op& op) {
       if (!info_.asynchronous) return;
       std::unique_lock lock(mutex_);
       wait_done(lock, [&] { return event_done_[op.event].load() >= op.generation || stopping_; });
+      q.wait_ns.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::steady_clock::now() - t0).count()),
+                          std::memory_order_relaxed);
       return;
     }
   }

@@ -66,7 +66,7 @@ class StreamDevice final : public Device {
     std::atomic<uint64_t> done{0};
     std::condition_variable work;  // an op was pushed (the worker waits on it)
     // totals for counters(), written by the stream's worker only
-    std::atomic<uint64_t> busy_ns{0}, bytes{0};
+    std::atomic<uint64_t> busy_ns{0}, bytes{0}, wait_ns{0};
   };
   static constexpr size_t kQueueDepth = 512;
   static constexpr int kMaxEvents = 4096;

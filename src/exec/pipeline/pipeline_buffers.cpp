@@ -134,6 +134,7 @@ planner::BufferList pipeline_buffers(const ModelConfig& c, const planner::Policy
   // ring of n_slot experts per half, cut in one page per micro-batch.
   int n_slot = 0, n_ssd_slot = 0;
   int64_t n_stored = 0;
+  bool swappable = false;  // a layer with resident and DRAM-tier experts both: frequency residency swaps them
   for (int l = 0; l < L; ++l) {
     if (!c.layer_is_moe[l]) continue;
     const int ssd = l < static_cast<int>(p.ssd_experts_per_layer.size()) ? std::clamp(p.ssd_experts_per_layer[l], 0, E) : 0;
@@ -144,8 +145,15 @@ planner::BufferList pipeline_buffers(const ModelConfig& c, const planner::Policy
     n_slot = std::max(n_slot, E - pinned);
     n_ssd_slot = std::max(n_ssd_slot, ssd);
     n_stored += E - pinned - ssd;
+    swappable = swappable || (pinned > 0 && E - pinned - ssd > 0);
   }
   if (n_stored) list.add("expert store", BufferLevel::Host, BufferRole::ResidentExperts, n_stored * image);
+  // Frequency residency: each layer's expert positions (the table order, resident first) on the device, and
+  // one pinned image through which a resident expert and a DRAM-tier one trade places.
+  if (swappable && p.expert_residency == planner::ExpertResidency::Frequency) {
+    list.add("expert positions", BufferLevel::Device, BufferRole::ResidentExperts, int64_t{4} * L * E);
+    list.add("expert swap staging", BufferLevel::Host, BufferRole::Staging, image);
+  }
   if (n_ssd_slot > 0)
     for (int h = 0; h < 2; ++h)
       list.add("ssd staging " + std::to_string(h), BufferLevel::Host, BufferRole::Staging, n_ssd_slot * image);

@@ -71,6 +71,26 @@ struct PipelinedModel::Impl {
   int next_half = 0;
   bool layer0_prefetched = false;
 
+  // ---- where each expert sits: a layer's experts have positions, [0, g) resident on the device, [g, E - n_ssd)
+  // the DRAM tier, the rest the SSD tier. The expert tables, the ring (slot s holds position g + s), the host
+  // store and the demand-fetch flags go by position; the routing and the combine by expert id; ffn_input
+  // maps one to the other (FfnBuffers::expert_position). With frequency residency (policy.expert_residency)
+  // a DRAM-tier expert that runs hotter than a resident one trades places with it at the start of a
+  // forward; otherwise the positions stay the identity. ----
+  std::vector<std::vector<int32_t>> position;   // [L][E]: expert id -> position
+  std::vector<std::vector<int32_t>> expert_at;  // [L][E]: position -> expert id
+  bool adaptive = false;                        // positions change during the run
+  BufferId positions_buf, swap_buf;             // device [L][E] positions; host, pinned: one expert image
+  EventId swap_read;                            // the resident image is in swap_buf
+  std::vector<BufferId> resident_buf;           // [L]: the layer's resident experts
+  std::vector<std::vector<float>> heat;         // [L][E] by expert id: routed assignments, halved per re-rank
+  int64_t tokens_since_rerank = 0;
+  std::vector<int32_t> cold, hot;               // scratch of the re-rank: positions
+  // The device copy of a layer's positions for ffn_input (null: the identity).
+  const int32_t* expert_positions(int layer) {
+    return adaptive ? typed<int32_t>(dev, positions_buf) + static_cast<size_t>(layer) * c.n_expert : nullptr;
+  }
+
   // ---- the SSD tier: a MoE layer's last n_ssd experts stay in the packed store's expert file; each load of
   // the layer reads them (a Host-stream task, through the store's checksummed reader) into a pinned staging
   // half, from which the layer's pages copy them to the ring like the DRAM-tier ones ----
@@ -184,7 +204,11 @@ struct PipelinedModel::Impl {
   void launch_streamed_experts(int layer, int h, Micro& m, int first, int last);  // slots [first, last)
   void launch_ffn_start(int layer, Micro& m, bool with_o_proj, bool with_experts);
   void lm_head(Micro& m);
-  void count_expert_use(const Micro& m);  // from the routing copied back: hits are pinned experts
+  void count_expert_use(const Micro& m);  // from the routing copied back: hits are resident experts; heat
+  // Frequency residency, between forwards: where a DRAM-tier expert is clearly hotter than a resident one,
+  // the two trade places (device and host copies swapped through swap_buf, positions re-uploaded).
+  void rerank_experts();
+  void swap_experts(int layer, int resident_pos, int dram_pos);
 
   // ---- schedule (pipeline_schedule.cpp) ----
   void prefetch_layer0();

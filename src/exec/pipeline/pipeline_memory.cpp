@@ -267,7 +267,12 @@ void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w, const WeightS
   stored.clear();
   stored.resize(L);
   layer_half.assign(L, 0);
+  resident_buf.assign(L, BufferId{});
   for (int h = 0; h < 2; ++h) table[h].assign(L, -1);
+  position.assign(L, std::vector<int32_t>(E));
+  for (auto& p : position)
+    for (int e = 0; e < E; ++e) p[e] = e;
+  expert_at = position;
   if (image.bytes == 0) return;  // no MoE layer
 
   // Experts on the GPU tier (policy.gpu_experts_per_layer) stay resident; the DRAM tier is streamed from
@@ -287,7 +292,7 @@ void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w, const WeightS
     if (!w.layers[l].is_moe) continue;
     std::vector<MlpWeights>& experts = w.layers[l].experts;
     if (n_pinned[l] > 0) {
-      const BufferId buf = alloc("pinned experts layer " + std::to_string(l));
+      const BufferId buf = resident_buf[l] = alloc("pinned experts layer " + std::to_string(l));
       std::vector<std::byte> host(image.bytes);
       for (int e = 0; e < n_pinned[l]; ++e) {
         write_image(experts[e], image, host.data());
@@ -316,6 +321,21 @@ void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w, const WeightS
       ssd_ready[h] = dev.create_event();
       ssd_free[h] = dev.create_event();
     }
+  }
+  // Frequency residency where some layer has resident and DRAM-tier experts to trade (pipeline_buffers lists
+  // the same two buffers under the same condition).
+  bool swappable = false;
+  for (int l = 0; l < L; ++l) swappable = swappable || (n_pinned[l] > 0 && E - n_pinned[l] - n_ssd[l] > 0);
+  adaptive = swappable && policy.expert_residency == planner::ExpertResidency::Frequency;
+  if (adaptive) {
+    positions_buf = alloc("expert positions");
+    for (int l = 0; l < L; ++l)
+      dev.upload(positions_buf, sizeof(int32_t) * l * E, position[l].data(), sizeof(int32_t) * E);
+    swap_buf = alloc_host("expert swap staging");
+    swap_read = dev.create_event();
+    heat.assign(L, std::vector<float>(E, 0.0f));
+    cold.reserve(E);
+    hot.reserve(E);
   }
   // Demand fetch: the first forward prefetches every streamed expert (nothing routed yet to predict from).
   demand = policy.expert_fetch == planner::ExpertFetch::Demand && n_slot > 0;

@@ -203,6 +203,7 @@ void PipelinedModel::Impl::launch_ffn_start(int layer, Micro& m, bool with_o_pro
                FfnBuffers b = s.ffn;  // the routing goes to the micro-batch's log, copied back with the logits
                b.topk_idx = typed<int32_t>(s.dev, m->routing_dev) +
                             static_cast<size_t>(layer) * m->cap * std::max(s.c.n_expert_used, 1);
+               b.expert_position = s.expert_positions(layer);
                s.ops.ffn_input(ctx, L, hidden, m->n_tok, b);
                if (!with_experts) return;
                if (L.is_moe && s.n_pinned[layer] > 0)  // resident experts: either half's table has them
@@ -317,7 +318,7 @@ void PipelinedModel::Impl::fetch_misses(int layer, int h, std::span<Micro* const
   for (Micro* m : micro) {
     dev.synchronize(m->routing_on_host);
     const int32_t* idx = typed<int32_t>(dev, m->routing_pin) + static_cast<size_t>(layer) * m->cap * K;
-    for (int i = 0; i < m->n_tok * K; ++i) routed[idx[i]] = 1;
+    for (int i = 0; i < m->n_tok * K; ++i) routed[position[layer][idx[i]]] = 1;
   }
   stats.routing_wait_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::copy(routed.begin(), routed.end(), predicted[layer].begin());  // the next forward's prediction
@@ -372,8 +373,12 @@ void PipelinedModel::Impl::count_expert_use(const Micro& m) {
   for (int l = 0; l < c.n_layer; ++l) {
     if (!dw.layers[l].is_moe) continue;
     const int32_t* idx = routing + static_cast<size_t>(l) * m.cap * K;
-    for (int i = 0; i < m.n_tok * K; ++i) ++(idx[i] < n_pinned[l] ? stats.expert_hits : stats.expert_misses);
+    const std::vector<int32_t>& pos = position[l];
+    for (int i = 0; i < m.n_tok * K; ++i) ++(pos[idx[i]] < n_pinned[l] ? stats.expert_hits : stats.expert_misses);
+    if (adaptive)
+      for (int i = 0; i < m.n_tok * K; ++i) heat[l][idx[i]] += 1.0f;
   }
+  tokens_since_rerank += m.n_tok;
 }
 
 }  // namespace ferry

@@ -52,6 +52,7 @@ int PipelinedModel::sequence_length(int seq) const {
 std::span<const float> PipelinedModel::forward_view(std::span<const ForwardItem> items) {
   Impl& s = *impl_;
   const int V = s.c.n_vocab;
+  s.rerank_experts();  // frequency residency: between forwards, from the routing so far
   s.out_row.clear();
   size_t rows = 0;
   for (const ForwardItem& it : items) {
