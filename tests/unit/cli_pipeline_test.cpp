@@ -158,6 +158,48 @@ TEST(CliPipeline, DemandFetchGivesTheSameTextAndReportsWhatItDidNotMove) {
   EXPECT_EQ(text[1], text[0]);
 }
 
+// Residency through the CLI: the same policy (2 of 6 experts resident, demand fetch) with
+// --expert-residency index and frequency: the same text; the metrics give the residency, its hit rate
+// and trades, the demand predictor's precision and recall, and the emulated compute stream's stalls.
+TEST(CliPipeline, ExpertResidencyFlagGivesTheSameTextAndReportsHitRateAndStalls) {
+  TempDir dir;
+  std::ofstream(dir.file("prompts.txt")) << "Once upon a time\nThe quick brown fox\n";
+  nlohmann::json policy = nlohmann::json::parse(slurp((test::data_dir().parent_path() / "cli" / "data" / "policy_mixtral_spm.json").string()));
+  policy["experts"]["gpu_per_layer"] = {2, 2, 2};
+  policy["experts"]["dram_per_layer"] = {4, 4, 4};
+  policy["experts"]["fetch"] = "demand";
+  policy.erase("cache_bytes");
+  std::string text[2];
+  const char* const modes[] = {"index", "frequency"};
+  for (int f = 0; f < 2; ++f) {
+    policy["experts"]["residency"] = modes[f];
+    const std::string pol = dir.file(std::string("policy_") + modes[f] + ".json");
+    std::ofstream(pol) << policy.dump(2);
+    const std::string out = dir.file(std::string("out_") + modes[f] + ".jsonl");
+    const auto r = test::run_ferry("run -m '" + kModel + "' --prompts " + dir.file("prompts.txt") +
+                                   " -n 40 --ignore-eos --no-progress --target sim:l4 --policy " + pol +
+                                   " --expert-residency " + modes[f] + " -o " + out + " --metrics " + dir.file("m.json"));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::ifstream lines(out);
+    for (std::string line; std::getline(lines, line);) text[f] += nlohmann::json::parse(line)["text"].get<std::string>();
+    const auto m = nlohmann::json::parse(slurp(dir.file("m.json")))["pipeline"];
+    EXPECT_EQ(m["expert_residency"]["mode"], modes[f]);
+    const double hit_rate = m["expert_residency"]["hit_rate"];
+    const int64_t hits = m["expert_hits"], misses = m["expert_misses"];
+    EXPECT_DOUBLE_EQ(hit_rate, static_cast<double>(hits) / (hits + misses));
+    if (f == 0) EXPECT_EQ(m["expert_residency"]["trades"].get<int64_t>(), 0);
+    const double precision = m["expert_fetch"]["prediction_precision"], recall = m["expert_fetch"]["prediction_recall"];
+    EXPECT_GT(precision, 0.0);
+    EXPECT_LE(precision, 1.0);
+    EXPECT_GT(recall, 0.0);
+    EXPECT_LE(recall, 1.0);
+    EXPECT_TRUE(m["compute_stall_seconds"].is_number()) << m.dump();
+    EXPECT_NE(r.out.find(std::string("residency by ") + modes[f]), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("compute stalls"), std::string::npos) << r.out;
+  }
+  EXPECT_EQ(text[1], text[0]);
+}
+
 // A device too small for the model: a clear error naming the buffer and what to do, and a non-zero exit.
 TEST(CliPipeline, DeviceTooSmallIsAClearError) {
   // the planner (--policy auto) finds nothing that fits

@@ -21,9 +21,7 @@ for batch in 1 4 16; do
       --batch "$batch" -n 32 --no-progress --expert-fetch "$mode" --metrics "$work/metrics.json" > /dev/null 2>&1
     same=-
     if [ "$mode" = demand ]; then
-      cmp -s <(python3 -c 'import json,sys;[print(json.loads(l)["text"]) for l in open(sys.argv[1])]' "$work/out_prefetch.jsonl") \
-             <(python3 -c 'import json,sys;[print(json.loads(l)["text"]) for l in open(sys.argv[1])]' "$work/out_demand.jsonl") \
-        && same=same || same=DIFFERENT
+      python3 "$(dirname "$0")/same_texts.py" "$work/out_prefetch.jsonl" "$work/out_demand.jsonl" && same=same || same=DIFFERENT
     fi
     python3 - "$work/metrics.json" "$batch" "$mode" "$same" <<'PY'
 import json, sys

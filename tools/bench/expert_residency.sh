@@ -24,9 +24,7 @@ for batch in 1 4 16; do
       --metrics "$work/metrics.json" > /dev/null 2>&1
     same=-
     if [ "$mode" = frequency ]; then
-      cmp -s <(python3 -c 'import json,sys;[print(json.loads(l)["text"]) for l in open(sys.argv[1])]' "$work/out_index.jsonl") \
-             <(python3 -c 'import json,sys;[print(json.loads(l)["text"]) for l in open(sys.argv[1])]' "$work/out_frequency.jsonl") \
-        && same=same || same=DIFFERENT
+      python3 "$(dirname "$0")/same_texts.py" "$work/out_index.jsonl" "$work/out_frequency.jsonl" && same=same || same=DIFFERENT
     fi
     python3 - "$work/metrics.json" "$batch" "$mode" "$same" <<'PY'
 import json, sys

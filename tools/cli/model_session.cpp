@@ -173,12 +173,19 @@ nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const
             "attention\n", (*c.wait_seconds)[compute], wall > 0 ? 100 * (*c.wait_seconds)[compute] / wall : 0.0);
   appendf(report, "  expert fetch       %s: %.2f MB of experts streamed", std::string(planner::expert_fetch_name(p.expert_fetch)).c_str(),
           ps.streamed_bytes / 1e6);
+  // The demand predictor (the last forward's routing at the layer): of what it copied ahead, the share
+  // routed (precision); of what was routed, the share it had copied (recall).
+  const int64_t predicted_used = ps.experts_prefetched - ps.experts_prefetched_unused;
+  const double precision = ps.experts_prefetched ? static_cast<double>(predicted_used) / ps.experts_prefetched : 0.0;
+  const double recall = predicted_used + ps.experts_fetched_late
+                            ? static_cast<double>(predicted_used) / (predicted_used + ps.experts_fetched_late)
+                            : 0.0;
   if (p.expert_fetch == planner::ExpertFetch::Demand)
     appendf(report, "; %lld prefetched (%lld unused), %lld fetched after the router, %lld not moved (%.2f MB "
-            "avoided); %.3f s waiting for routing",
+            "avoided); prediction precision %.0f%%, recall %.0f%%; %.3f s waiting for routing",
             static_cast<long long>(ps.experts_prefetched), static_cast<long long>(ps.experts_prefetched_unused),
             static_cast<long long>(ps.experts_fetched_late), static_cast<long long>(ps.experts_not_moved),
-            ps.bytes_not_moved / 1e6, ps.routing_wait_seconds);
+            ps.bytes_not_moved / 1e6, 100 * precision, 100 * recall, ps.routing_wait_seconds);
   report += '\n';
   appendf(report, "  tokens/s           %.1f generated (decode %.1f)\n", stats.tokens_per_second(),
                stats.decode_tokens_per_second());
@@ -228,6 +235,8 @@ nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const
                         {"fetched_after_router", ps.experts_fetched_late},
                         {"not_moved", ps.experts_not_moved},
                         {"bytes_not_moved", ps.bytes_not_moved},
+                        {"prediction_precision", precision},
+                        {"prediction_recall", recall},
                         {"routing_wait_seconds", ps.routing_wait_seconds}}},
                       {"tokens_per_second", stats.tokens_per_second()},
                       {"sim_timings_are_emulation", sim}};
