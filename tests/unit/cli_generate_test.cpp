@@ -122,6 +122,30 @@ TEST(CliRun, WritesOneResultPerPromptAndResumeSkipsFinishedOnes) {
   EXPECT_NE(again.err.find("3 already done"), std::string::npos) << again.err;
 }
 
+// The bundled defaults (the trained tiny model, the bundled prompts) with --show 2: the summary is
+// followed by the first two prompts of the file and their texts, as the results file holds them.
+TEST(CliRun, BundledDefaultsAndShowPrintTheFirstResults) {
+  TempDir dir;
+  const std::string out = (dir.path() / "results.jsonl").string();
+  auto r = test::run_ferry("run --no-progress -n 12 --show 2 -o " + quote(out));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("tiny_moe"), std::string::npos) << r.err;  // the bundled model
+  const auto results = read_jsonl(out);
+  ASSERT_GE(results.size(), 2u);
+  const size_t at = r.out.find("first results:");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  std::map<int, std::string> text_of;
+  for (const auto& j : results) text_of[j["line"].get<int>()] = j["text"];
+  for (int line : {1, 2}) {
+    std::string text = text_of.at(line);
+    for (char& ch : text)
+      if (ch == '\n' || ch == '\r' || ch == '\t') ch = ' ';
+    EXPECT_NE(r.out.find("-> " + text.substr(0, 40), at), std::string::npos) << "line " << line << ": " << r.out;
+  }
+  EXPECT_EQ(r.out.find("-> ", r.out.find("-> ", r.out.find("-> ", at) + 1) + 1), std::string::npos)
+      << "more than 2 results shown: " << r.out;
+}
+
 TEST(CliRun, BatchingDoesNotChangeGreedyResults) {
   TempDir dir;
   write_file(dir.path() / "p.jsonl",

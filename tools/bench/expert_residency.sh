@@ -12,14 +12,18 @@ work=${2:-$(mktemp -d)}
 prompts=${3:-$(dirname "$0")/../data/prompts.txt}
 ferry="$build/ferry"
 mkdir -p "$work"
-# 4 layers, 8 experts top-2 of 1.18 MB: at scale 0.004 the auto policy pins 3 experts per layer, streams 5
-[ -d "$work/m4" ] || "$build/make_model" --out "$work/m4" --layers 4 --hidden 256 --heads 8 --kv-heads 2 \
-  --experts 8 --expert-width 768 --vocab 32000 --context 512 > /dev/null
+# MODEL=DIR SCALE=S run another model on sim:l4,scale=S (e.g. MODEL=tools/data/tiny_moe SCALE=0.0007, the
+# bundled trained model: the auto policy pins 5 of its 8 experts per layer). The default, a random-weight
+# model of 4 layers, 8 experts top-2 of 1.18 MB: at scale 0.004 the auto policy pins 3 per layer, streams 5.
+model=${MODEL:-$work/m4}
+scale=${SCALE:-0.004}
+[ -n "${MODEL:-}" ] || [ -d "$work/m4" ] || "$build/make_model" --out "$work/m4" --layers 4 --hidden 256 --heads 8 \
+  --kv-heads 2 --experts 8 --expert-width 768 --vocab 32000 --context 512 > /dev/null
 head -16 "$prompts" > "$work/prompts.txt"
 printf '%-6s %-10s %9s %9s %7s %9s %s\n' batch residency "hit rate" "MB/token" trades "stall s" text
 for batch in 1 4 16; do
   for mode in index frequency; do
-    "$ferry" run -m "$work/m4" --prompts "$work/prompts.txt" -o "$work/out_$mode.jsonl" --target sim:l4,scale=0.004 \
+    "$ferry" run -m "$model" --prompts "$work/prompts.txt" -o "$work/out_$mode.jsonl" --target "sim:l4,scale=$scale" \
       --batch "$batch" -n 32 --no-progress --expert-fetch demand --expert-residency "$mode" \
       --metrics "$work/metrics.json" > /dev/null 2>&1
     same=-

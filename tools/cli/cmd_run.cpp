@@ -39,7 +39,20 @@ struct RunArgs {
   std::string metrics;
   bool resume = false;
   bool progress = true;
+  int show = 0;  // print this many results (the first prompts of the file) after the summary
 };
+
+// One line of a result to show: its prompt and text on one line each, cut at `width` characters.
+std::string one_line(std::string s, size_t width) {
+  for (char& ch : s)
+    if (ch == '\n' || ch == '\r' || ch == '\t') ch = ' ';
+  if (s.size() > width) {
+    size_t cut = width;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;  // not inside a UTF-8 sequence
+    s = s.substr(0, cut) + "...";
+  }
+  return s;
+}
 
 std::set<std::string> finished_ids(const std::string& path) {
   std::set<std::string> ids;
@@ -153,9 +166,12 @@ int run_job(RunArgs a) {
   for (const auto& [r, error] : unencodable)
     write_result(result_record(*r, 0, 0, FinishReason::Error, "", error), *r, error, 0);
 
+  std::vector<std::pair<const PromptRecord*, std::string>> shown;  // the first --show results, by request
   Generator generator(*session.model, *tokenizer, {.max_sequences = session.max_sequences});
   GenerationStats stats = generator.run(requests, nullptr, [&](GenerationOutput&& o) {
     const PromptRecord& r = *record_of[o.index];
+    if (o.index < static_cast<size_t>(std::max(a.show, 0)) && o.finish != FinishReason::Error)
+      shown.emplace_back(&r, o.text);
     const std::string error = o.finish == FinishReason::Error ? o.error : std::string();
     write_result(result_record(r, o.prompt_tokens, o.tokens.size(), o.finish, o.text, error), r, error, o.tokens.size());
   });
@@ -169,6 +185,12 @@ int run_job(RunArgs a) {
               static_cast<long long>(stats.generated_tokens), stats.wall_seconds,
               stats.prefill_seconds > 0 ? stats.prompt_tokens / stats.prefill_seconds : 0.0,
               stats.decode_tokens_per_second(), stats.tokens_per_second(), a.out.c_str());
+  if (!shown.empty()) {
+    std::sort(shown.begin(), shown.end(), [](const auto& x, const auto& y) { return x.first->line < y.first->line; });
+    std::printf("first results:\n");
+    for (const auto& [r, text] : shown)
+      std::printf("  %s\n    -> %s\n", one_line(r->text, 100).c_str(), one_line(text, 300).c_str());
+  }
   const nlohmann::json pipeline = finish_session(session, a.gen, stats, stdout);
   if (metrics) {
     nlohmann::json m = {{"requests", stats.requests},          {"failed", failed},
@@ -201,6 +223,9 @@ static RegisterCommand reg{{"run", "Offline job: generate for every prompt in a 
                               app.add_option("--metrics", a->metrics, "Also write run metrics as JSON here");
                               app.add_flag("--resume", a->resume, "Skip prompts whose id is already in the results file");
                               app.add_flag("!--no-progress", a->progress, "Do not print progress");
+                              app.add_option("--show", a->show,
+                                             "After the summary, print the first N results (prompt and text)")
+                                  ->check(CLI::NonNegativeNumber);
                               add_generation_options(app, a->gen);
                               return [a] { return run_job(*a); };
                             },

@@ -130,7 +130,7 @@ static std::string find_bundled(const std::string& relative) {
   return relative;
 }
 
-std::string bundled_model_dir() { return find_bundled("tests/data/oracles/mixtral_spm"); }
+std::string bundled_model_dir() { return find_bundled("tools/data/tiny_moe"); }
 std::string bundled_prompts_file() { return find_bundled("tools/data/prompts.txt"); }
 
 }  // namespace ferry::cli
