@@ -67,21 +67,18 @@ void PipelinedModel::Impl::swap_experts(int l, int r, int px) {
   dev.record(swap_read, StreamKind::D2H);
   dev.wait(StreamKind::H2D, swap_read);
   dev.copy(StreamKind::H2D, tag, resident_buf[l], store_buf, slot, host, bytes);
+  dev.synchronize();
+  std::memcpy(host, staged, bytes);
   // Layer 0's next load may already be in the ring: its slot for position px holds the expert leaving it.
   const int h = layer_half[0], s = px - g;
   if (l == 0 && layer0_prefetched && (!demand || present[h][s])) {
     int page = 0;
     while (page + 1 < n_pages && ring_page_first[h][page + 1] <= s) ++page;
-    dev.synchronize();
-    std::memcpy(host, staged, bytes);
     dev.copy(StreamKind::H2D, tag, ring_page[h][page], store_buf, ring[h][s].gate.data.data() - image.offset[0],
              host, bytes);
     stats.streamed_bytes += bytes;
-  } else {
     dev.synchronize();
-    std::memcpy(host, staged, bytes);
   }
-  dev.synchronize();
   const int y = expert_at[l][r], x = expert_at[l][px];
   std::swap(position[l][x], position[l][y]);
   std::swap(expert_at[l][r], expert_at[l][px]);

@@ -322,11 +322,9 @@ void PipelinedModel::Impl::plan_experts(cpu_target::CpuWeights& w, const WeightS
       ssd_free[h] = dev.create_event();
     }
   }
-  // Frequency residency where some layer has resident and DRAM-tier experts to trade (pipeline_buffers lists
-  // the same two buffers under the same condition).
-  bool swappable = false;
-  for (int l = 0; l < L; ++l) swappable = swappable || (n_pinned[l] > 0 && E - n_pinned[l] - n_ssd[l] > 0);
-  adaptive = swappable && policy.expert_residency == planner::ExpertResidency::Frequency;
+  // Frequency residency where the buffer list has its buffers (some layer has resident and DRAM-tier experts
+  // to trade, and the policy asks for it: pipeline_buffers decides).
+  adaptive = buffers.find("expert positions") != nullptr;
   if (adaptive) {
     positions_buf = alloc("expert positions");
     for (int l = 0; l < L; ++l)
