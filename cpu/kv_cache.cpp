@@ -18,10 +18,14 @@ void store_rows(const KvCacheLayer& kv, const int32_t* slots, int n_tok, const f
   const int bs = kv.block_size, dh = kv.head_dim, hkv = kv.n_head_kv;
   Elem* k = static_cast<Elem*>(kv.k);
   Elem* v = static_cast<Elem*>(kv.v);
+  for (int i = 0; i < n_tok; ++i) FERRY_ASSERT(slots[i] >= 0 && slots[i] / bs < kv.n_block);
+  // A prompt's rows are spread over both cores: the keys' transposed layout makes these strided writes,
+  // as costly per layer as the prompt's attention itself when run on one core. Every (token, head) writes
+  // its own elements.
+#pragma omp parallel for collapse(2) schedule(static) if (n_tok * hkv >= 256)
   for (int i = 0; i < n_tok; ++i) {
-    const int block = slots[i] / bs, j = slots[i] % bs;
-    FERRY_ASSERT(slots[i] >= 0 && block < kv.n_block);
     for (int h = 0; h < hkv; ++h) {
+      const int block = slots[i] / bs, j = slots[i] % bs;
       const size_t run = kv.run_offset(block, h);
       const float* kr = k_new + (static_cast<size_t>(i) * hkv + h) * dh;
       const float* vr = v_new + (static_cast<size_t>(i) * hkv + h) * dh;

@@ -133,6 +133,21 @@ class WeightSource {
 // The weights of an open checkpoint (which must outlive the source).
 std::unique_ptr<WeightSource> checkpoint_weight_source(const Checkpoint& checkpoint);
 
+// Seconds the forwards spent in each part of the model, measured around each block (steady clock). A
+// forward whose items are all one token is a decode step; any other is a prefill.
+struct CpuPartSeconds {
+  double dense = 0;      // embedding, norms, QKV/O projections, RoPE, router, shared expert or dense MLP, combine
+  double attention = 0;  // KV store and the attention kernels
+  double experts = 0;    // the routed experts' FFNs (and their reads from the store under a DRAM budget)
+  double head = 0;       // final norm and lm_head
+  double total = 0;      // the whole forward
+  int64_t forwards = 0;
+  int64_t tokens = 0;    // tokens the forwards took in
+};
+struct CpuForwardTimes {
+  CpuPartSeconds prefill, decode;
+};
+
 class CpuModel : public Model {
  public:
   // Packs every weight. Throws ferry::Error for an unsupported model (multi-head latent attention),
@@ -176,6 +191,9 @@ class CpuModel : public Model {
   size_t last_forward_weight_bytes() const;
   // The SSD/DRAM expert tiers' counters when the experts stream under a DRAM budget, else null.
   const experts::TieredExpertsStats* expert_tier_stats() const;
+  // Where the forwards spent their time, by part of the model and by phase: what the planner's time model
+  // is checked against (ferry run --hw).
+  const CpuForwardTimes& forward_times() const;
   // Flushes and closes the routing trace (record_routing); throws ferry::Error when a write failed.
   void finish_routing_trace();
 

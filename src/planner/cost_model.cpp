@@ -54,7 +54,10 @@ double link_seconds(double bytes, double gbps) {
 // Accumulates the kernels and transfers of one layer on the profile's roofs.
 class LayerWork {
  public:
-  LayerWork(const HardwareProfile& hw) : hw_(hw) {}
+  LayerWork(const HardwareProfile& hw, CpuKernel dense_kernel) : hw_(hw), dense_kernel_(dense_kernel) {}
+
+  // The part of the model the kernels that follow belong to.
+  void part(double PartTimes::*p) { part_ = p; }
 
   // `times` identical kernels of `flops` and `bytes`; `rows` activation rows per weight matrix.
   void gpu(double flops, double bytes, double rows, double times) {
@@ -64,9 +67,25 @@ class LayerWork {
     rt.gpu_compute += comp * times;
     rt.gpu_memory += mem * times;
     rt.gpu_busy += std::max(comp, mem) * times;
+    parts.*part_ += std::max(comp, mem) * times;
   }
-  void cpu(double flops, double bytes, double rows, double times) {
-    cpu_at(flops, bytes, hw_.cpu.gemm_flops(rows), hw_.cpu.bandwidth_gbps * 1e9, times);
+  // A CPU matmul of bf16 weights (the dense kernel: exact unless activations are rounded to bf16), or of
+  // `kernel`'s weights.
+  void cpu(double flops, double bytes, double rows, double times) { cpu(flops, bytes, rows, times, dense_kernel_); }
+  void cpu(double flops, double bytes, double rows, double times, CpuKernel kernel) {
+    cpu_at(flops, bytes, hw_.cpu.gemm_flops(rows, kernel), hw_.cpu.bandwidth_gbps * 1e9, times);
+  }
+  // The routed experts' kernel at `precision`.
+  CpuKernel expert_kernel(Precision precision) const {
+    return precision == Precision::Int8 ? CpuKernel::Int8 : precision == Precision::Int4 ? CpuKernel::Int4 : dense_kernel_;
+  }
+  // Causal prompt attention on the CPU over prompts of `prompt_len` tokens: f32 arithmetic, at the rate
+  // measured for that length when there is one; then the new keys and values stored into the cache.
+  void cpu_prefill_attention(double flops, double bytes, double kv_written, double prompt_len, double times) {
+    double rate = hw_.cpu.kernels.prefill_attention_flops(prompt_len);
+    if (rate <= 0) rate = (hw_.cpu.peak.fp32_tflops > 0 ? hw_.cpu.peak.fp32_tflops : hw_.cpu.peak.bf16_tflops) * 1e12;
+    cpu_at(flops, bytes, rate, hw_.cpu.bandwidth_gbps * 1e9, times);
+    if (hw_.cpu.kernels.kv_store_gbps > 0) cpu_at(0, kv_written, 1, hw_.cpu.kernels.kv_store_gbps * 1e9, times);
   }
   // Decode attention on the CPU: fp32 arithmetic, at the measured attention rate when there is one.
   void cpu_attention(double flops, double bytes) {
@@ -82,6 +101,7 @@ class LayerWork {
   }
 
   ResourceTimes rt;
+  PartTimes parts;
 
  private:
   void cpu_at(double flops, double bytes, double flops_rate, double bw, double times) {
@@ -91,9 +111,12 @@ class LayerWork {
     rt.cpu_compute += comp * times;
     rt.cpu_memory += mem * times;
     rt.cpu_busy += std::max(comp, mem) * times;
+    parts.*part_ += std::max(comp, mem) * times;
     rt.dram += bytes / (hw_.cpu.bandwidth_gbps * 1e9) * times;
   }
   const HardwareProfile& hw_;
+  CpuKernel dense_kernel_;
+  double PartTimes::*part_ = &PartTimes::dense;
 };
 
 double wall_time(const ResourceTimes& r, bool overlap) {
@@ -123,6 +146,13 @@ Resource binding_of(const ResourceTimes& r, bool overlap) {
 }
 
 }  // namespace
+
+void PartTimes::add(const PartTimes& o, double w) {
+  dense += w * o.dense;
+  attention += w * o.attention;
+  experts += w * o.experts;
+  head += w * o.head;
+}
 
 void ResourceTimes::add(const ResourceTimes& o, double w) {
   gpu_compute += w * o.gpu_compute;
@@ -174,6 +204,7 @@ double MemoryPlan::worst_relative_short() const {
 CostModel::CostModel(ModelShape shape, HardwareProfile hw, Workload workload, CostOptions options)
     : shape_(std::move(shape)), hw_(std::move(hw)), workload_(workload), options_(options) {
   roofs_ = HrmRoofs::from(hw_);
+  dense_kernel_ = options_.cpu_bf16_activations ? CpuKernel::Bf16 : CpuKernel::Bf16Exact;
   dense_params_total_ = shape_.dense_params_total();
   // Finite and bounded, so every count derived from them (tokens, bytes, batches) converts safely.
   constexpr int64_t kMaxTokens = int64_t{1} << 30;
@@ -408,7 +439,7 @@ PhaseEstimate CostModel::decode_step_of(const Policy& p, const std::vector<Layer
   ResourceTimes total;
   double seconds = 0;
   for (const LayerClass& c : classes) {
-    LayerWork w(hw_);
+    LayerWork w(hw_, dense_kernel_);
     double act_h2d = 0, act_d2h = 0;  // activations that cross PCIe on every micro-batch's path
     double miss_link = 0;             // demand fetch: experts fetched after the router
     // Projections, norms, router, shared expert.
@@ -419,6 +450,7 @@ PhaseEstimate CostModel::decode_step_of(const Policy& p, const std::vector<Layer
       w.cpu(2 * mu * c.dense_params, dense_bytes + mu * d * kBf16 * 4, mu, n_ub);
 
     // Attention over the KV cache.
+    w.part(&PartTimes::attention);
     Traffic att = decode_attention(m, ctx, p.kv_precision);
     if (p.attention_device == Device::Cpu) {
       w.cpu_attention(n * att.flops, n * att.bytes);
@@ -435,9 +467,11 @@ PhaseEstimate CostModel::decode_step_of(const Policy& p, const std::vector<Layer
     }
 
     // Routed experts.
+    w.part(&PartTimes::experts);
     if (c.moe) {
       const double p_batch = expected_distinct_experts(m.n_expert, m.top_k, n) / e;  // P(expert touched)
       const double p_ub = expected_distinct_experts(m.n_expert, m.top_k, mu) / e;
+      const double rows_ub = mu * k / (e * p_ub);  // rows per expert a micro-batch touches
       const double ssd_touched = c.ssd * eb_ssd * p_batch;  // the CPU FFN reads only what is touched
       if (p.ffn_device == Device::Gpu && gpu_present) {
         // What crosses PCIe depends on how experts are fetched (policy.expert_fetch). Prefetch copies every
@@ -453,17 +487,18 @@ PhaseEstimate CostModel::decode_step_of(const Policy& p, const std::vector<Layer
         w.dram(moved + ssd_read);  // DMA reads; SSD data lands in DRAM first
         if (demand) miss_link += link_seconds(streamed * p_batch * (1 - p_batch), hw_.links.h2d_gbps);
         double resident_bytes = c.gpu * eb_gpu + c.dram * eb_dram + c.ssd * eb_ssd;  // all E, on the GPU
-        w.gpu(mu * k * 2 * m.expert_params, p_ub * resident_bytes + mu * ffn_act, mu * k / e, n_ub);
+        w.gpu(mu * k * 2 * m.expert_params, p_ub * resident_bytes + mu * ffn_act, rows_ub, n_ub);
       } else {
         w.ssd(ssd_touched);
         double host_share = (c.dram + c.ssd) / e;
         w.cpu(mu * k * 2 * m.expert_params * host_share,
-              p_ub * (c.dram * eb_dram + c.ssd * eb_ssd) + mu * ffn_act * host_share, mu * k / e, n_ub);
+              p_ub * (c.dram * eb_dram + c.ssd * eb_ssd) + mu * ffn_act * host_share, rows_ub, n_ub,
+              w.expert_kernel(p.dram_expert_precision));
         w.dram(ssd_touched);  // SSD reads land in DRAM
         if (c.gpu > 0 && gpu_present) {
           double gpu_share = c.gpu / e;
           w.gpu(mu * k * 2 * m.expert_params * gpu_share, p_ub * c.gpu * eb_gpu + mu * ffn_act * gpu_share,
-                mu * k / e, n_ub);
+                rows_ub, n_ub);
         }
         if (gpu_present && (dense_gpu || c.gpu > 0)) {  // tokens cross to the experts' device and back
           act_d2h += n * d * kBf16;
@@ -480,17 +515,20 @@ PhaseEstimate CostModel::decode_step_of(const Policy& p, const std::vector<Layer
     }
     w.rt.chain += miss_link;  // demand fetch: the layer's misses cross after its router, before its experts
     total.add(w.rt, c.count);
+    out.parts.add(w.parts, c.count);
     seconds += c.count * wall_time(w.rt, p.overlap);
   }
 
   // Final norm + lm_head on the dense device.
-  LayerWork head(hw_);
+  LayerWork head(hw_, dense_kernel_);
+  head.part(&PartTimes::head);
   double head_bytes = m.lm_head_params * kBf16 + mu * m.n_vocab * kF32;
   if (dense_gpu)
     head.gpu(2 * mu * m.lm_head_params, head_bytes, mu, n_ub);
   else
     head.cpu(2 * mu * m.lm_head_params, head_bytes, mu, n_ub);
   total.add(head.rt, 1);
+  out.parts.add(head.parts, 1);
   seconds += wall_time(head.rt, p.overlap);
 
   out.per_layer = ResourceTimes{};
@@ -526,11 +564,14 @@ PhaseEstimate CostModel::prefill_of(const Policy& p, const std::vector<LayerClas
   ResourceTimes total;
   double seconds = 0;
   for (const LayerClass& c : classes) {
-    LayerWork w(hw_);
+    LayerWork w(hw_, dense_kernel_);
     const double dense_bytes = c.dense_params * kBf16;
-    const double dense_flops = chunk * (2 * c.dense_params + att_flops);
+    const double dense_flops = chunk * 2 * c.dense_params;
+    const double kv_read = chunk * (workload_.avg_prompt_len + 1) / 2 * kvb;  // each query reads its keys
     if (on_gpu) {
       w.gpu(dense_flops, dense_bytes + chunk * (d * kBf16 * 4 + m.qkv_width * kBf16), chunk, n_chunk);
+      w.part(&PartTimes::attention);
+      w.gpu(chunk * att_flops, std::min(kv_read, tokens * kvb), chunk, n_chunk);
       if (!mem.prefill_hidden_on_gpu) {  // the batch's hidden states go out and come back each layer
         w.h2d(tokens * d * kBf16);
         w.d2h(tokens * d * kBf16);
@@ -540,10 +581,15 @@ PhaseEstimate CostModel::prefill_of(const Policy& p, const std::vector<LayerClas
       w.dram((1 - share) * tokens * kvb);
     } else {
       w.cpu(dense_flops, dense_bytes + chunk * d * kBf16 * 4, chunk, n_chunk);
+      w.part(&PartTimes::attention);
+      w.cpu_prefill_attention(chunk * att_flops, std::min(kv_read, tokens * kvb), chunk * kvb,
+                              workload_.avg_prompt_len, n_chunk);
     }
+    w.part(&PartTimes::experts);
     if (c.moe) {
       const double p_batch = expected_distinct_experts(m.n_expert, m.top_k, tokens) / e;
       const double p_chunk = expected_distinct_experts(m.n_expert, m.top_k, chunk) / e;
+      const double rows_chunk = chunk * k / (e * p_chunk);  // rows per expert a chunk touches
       const double dram_touched = c.dram * eb_dram * p_batch;
       const double ssd_touched = c.ssd * eb_ssd * p_batch;
       w.ssd(ssd_touched);
@@ -552,19 +598,21 @@ PhaseEstimate CostModel::prefill_of(const Policy& p, const std::vector<LayerClas
         w.h2d(dram_touched + ssd_touched);
         w.dram(dram_touched + 2 * ssd_touched);
         double resident_bytes = c.gpu * eb_gpu + c.dram * eb_dram + c.ssd * eb_ssd;
-        w.gpu(chunk * k * 2 * m.expert_params, p_chunk * resident_bytes + chunk * ffn_act, chunk * k / e,
-              n_chunk);
+        w.gpu(chunk * k * 2 * m.expert_params, p_chunk * resident_bytes + chunk * ffn_act, rows_chunk, n_chunk);
       } else {
         w.cpu(chunk * k * 2 * m.expert_params,
-              p_chunk * (c.dram * eb_dram + c.ssd * eb_ssd) + chunk * ffn_act, chunk * k / e, n_chunk);
+              p_chunk * (c.dram * eb_dram + c.ssd * eb_ssd) + chunk * ffn_act, rows_chunk, n_chunk,
+              w.expert_kernel(p.dram_expert_precision));
         w.dram(ssd_touched);
       }
     }
     total.add(w.rt, c.count);
+    out.parts.add(w.parts, c.count);
     seconds += c.count * wall_time(w.rt, p.overlap);
   }
   // lm_head for the last prompt token of each sequence: the first generated token.
-  LayerWork head(hw_);
+  LayerWork head(hw_, dense_kernel_);
+  head.part(&PartTimes::head);
   double head_flops = 2 * n_seqs * m.lm_head_params;
   double head_bytes = m.lm_head_params * kBf16 + n_seqs * m.n_vocab * kF32;
   if (on_gpu)
@@ -572,6 +620,7 @@ PhaseEstimate CostModel::prefill_of(const Policy& p, const std::vector<LayerClas
   else
     head.cpu(head_flops, head_bytes, n_seqs, 1);
   total.add(head.rt, 1);
+  out.parts.add(head.parts, 1);
   seconds += wall_time(head.rt, p.overlap);
 
   out.per_layer.add(total, 1.0 / m.n_layer);

@@ -27,6 +27,41 @@ constexpr int64_t kMaxCores = 1 << 16;
 
 std::string field(const JsonFields& f, std::string_view key) { return f.field_name(key); }
 
+nlohmann::json curve_to_json(const std::vector<GemmPoint>& curve) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const GemmPoint& p : curve) j.push_back({{"rows", p.rows}, {"gflops", p.gflops}});
+  return j;
+}
+
+// The curve under `key` (absent: empty), sorted by rows.
+std::vector<GemmPoint> curve_from_json(const JsonFields& f, const std::string& key) {
+  std::vector<GemmPoint> out;
+  const nlohmann::json* curve = f.find(key);
+  if (!curve) return out;
+  if (!curve->is_array()) f.fail(key, "expected an array of {rows, gflops}");
+  for (size_t i = 0; i < curve->size(); ++i) {
+    JsonFields p((*curve)[i], f.source(), f.path(key + "[" + std::to_string(i) + "]"));
+    double rows = require_in_range(p.req_number("rows", 1), {1, 1e12}, field(p, "rows"));
+    double gflops = require_positive(p.req_number("gflops", 0), field(p, "gflops"), "GFLOPS", kMaxTflops * 1e3);
+    out.push_back({rows, gflops});
+  }
+  std::sort(out.begin(), out.end(), [](const GemmPoint& a, const GemmPoint& b) { return a.rows < b.rows; });
+  return out;
+}
+
+// A curve's rate at `rows`, FLOP/s: log-linear between points, flat past the last, and below the first
+// falling in proportion to the rows (weight streaming dominates there).
+double curve_flops(const std::vector<GemmPoint>& curve, double rows) {
+  if (rows <= curve.front().rows) return curve.front().gflops * 1e9 * std::max(rows, 1e-9) / curve.front().rows;
+  if (rows >= curve.back().rows) return curve.back().gflops * 1e9;
+  size_t i = 1;
+  while (curve[i].rows < rows) ++i;
+  const GemmPoint& a = curve[i - 1];
+  const GemmPoint& b = curve[i];
+  double t = std::log(rows / a.rows) / std::log(b.rows / a.rows);
+  return (a.gflops + t * (b.gflops - a.gflops)) * 1e9;
+}
+
 nlohmann::json level_to_json(const MemoryLevel& m, bool with_compute) {
   nlohmann::json j;
   j["name"] = m.name;
@@ -37,12 +72,16 @@ nlohmann::json level_to_json(const MemoryLevel& m, bool with_compute) {
                  {"fp32_tflops", m.peak.fp32_tflops},
                  {"int8_tops", m.peak.int8_tops}};
     if (m.cores > 0) j["cores"] = m.cores;
-    if (!m.gemm_curve.empty()) {
-      nlohmann::json curve = nlohmann::json::array();
-      for (const auto& p : m.gemm_curve) curve.push_back({{"rows", p.rows}, {"gflops", p.gflops}});
-      j["gemm_curve"] = curve;
-    }
+    if (!m.gemm_curve.empty()) j["gemm_curve"] = curve_to_json(m.gemm_curve);
     if (m.attention_gbps > 0) j["attention_gbps"] = m.attention_gbps;
+    const KernelCurves& k = m.kernels;
+    nlohmann::json kernels = nlohmann::json::object();
+    if (!k.bf16_exact.empty()) kernels["bf16_f32_activations"] = curve_to_json(k.bf16_exact);
+    if (!k.int8.empty()) kernels["int8"] = curve_to_json(k.int8);
+    if (!k.int4.empty()) kernels["int4"] = curve_to_json(k.int4);
+    if (!k.prefill_attention.empty()) kernels["prefill_attention_by_prompt_len"] = curve_to_json(k.prefill_attention);
+    if (k.kv_store_gbps > 0) kernels["kv_store_gbps"] = k.kv_store_gbps;
+    if (!kernels.empty()) j["kernels"] = kernels;
   }
   j["usable_fraction"] = m.usable_fraction;
   j["source"] = m.source;
@@ -73,16 +112,15 @@ MemoryLevel level_from_json(const JsonFields& f, bool with_compute, double defau
                                                "leave the key out when unknown"));
     m.attention_gbps = require_non_negative(f.opt_number("attention_gbps", 0, 0), field(f, "attention_gbps"),
                                             "GB/s; 0: the memory bandwidth", kMaxGBps);
-    if (const nlohmann::json* curve = f.find("gemm_curve")) {
-      if (!curve->is_array()) f.fail("gemm_curve", "expected an array of {rows, gflops}");
-      for (size_t i = 0; i < curve->size(); ++i) {
-        JsonFields p((*curve)[i], f.source(), f.path("gemm_curve[" + std::to_string(i) + "]"));
-        double rows = require_in_range(p.req_number("rows", 1), {1, 1e12}, field(p, "rows"));
-        double gflops = require_positive(p.req_number("gflops", 0), field(p, "gflops"), "GFLOPS", kMaxTflops * 1e3);
-        m.gemm_curve.push_back({rows, gflops});
-      }
-      std::sort(m.gemm_curve.begin(), m.gemm_curve.end(),
-                [](const GemmPoint& a, const GemmPoint& b) { return a.rows < b.rows; });
+    m.gemm_curve = curve_from_json(f, "gemm_curve");
+    if (f.has("kernels")) {
+      JsonFields k = f.req_object("kernels");
+      m.kernels.bf16_exact = curve_from_json(k, "bf16_f32_activations");
+      m.kernels.int8 = curve_from_json(k, "int8");
+      m.kernels.int4 = curve_from_json(k, "int4");
+      m.kernels.prefill_attention = curve_from_json(k, "prefill_attention_by_prompt_len");
+      m.kernels.kv_store_gbps = require_non_negative(k.opt_number("kv_store_gbps", 0, 0), field(k, "kv_store_gbps"),
+                                                     "GB/s; 0: not charged", kMaxGBps);
     }
   }
   return m;
@@ -90,23 +128,19 @@ MemoryLevel level_from_json(const JsonFields& f, bool with_compute, double defau
 
 }  // namespace
 
-double MemoryLevel::gemm_flops(double rows) const {
+double KernelCurves::prefill_attention_flops(double prompt_len) const {
+  return prefill_attention.empty() ? 0 : curve_flops(prefill_attention, prompt_len);
+}
+
+double MemoryLevel::gemm_flops(double rows, CpuKernel kernel) const {
+  const std::vector<GemmPoint>* own = kernel == CpuKernel::Bf16Exact ? &kernels.bf16_exact
+                                      : kernel == CpuKernel::Int8    ? &kernels.int8
+                                      : kernel == CpuKernel::Int4    ? &kernels.int4
+                                                                     : nullptr;
+  if (own && !own->empty()) return curve_flops(*own, rows);  // a measured kernel: its own figure
   double peak_flops = peak.bf16_tflops * 1e12;
   if (gemm_curve.empty()) return peak_flops;
-  double measured;
-  if (rows <= gemm_curve.front().rows) {
-    // Below the first point the rate falls in proportion to the rows (weight streaming dominates).
-    measured = gemm_curve.front().gflops * 1e9 * std::max(rows, 1e-9) / gemm_curve.front().rows;
-  } else if (rows >= gemm_curve.back().rows) {
-    measured = gemm_curve.back().gflops * 1e9;
-  } else {
-    size_t i = 1;
-    while (gemm_curve[i].rows < rows) ++i;
-    const GemmPoint& a = gemm_curve[i - 1];
-    const GemmPoint& b = gemm_curve[i];
-    double t = std::log(rows / a.rows) / std::log(b.rows / a.rows);
-    measured = (a.gflops + t * (b.gflops - a.gflops)) * 1e9;
-  }
+  double measured = curve_flops(gemm_curve, rows);
   return peak_flops > 0 ? std::min(measured, peak_flops) : measured;
 }
 
@@ -216,6 +250,7 @@ void apply_overrides(HardwareProfile& hw, const HardwareOverrides& o) {
   if (o.host_cpu_tflops) {
     hw.cpu.peak = {*o.host_cpu_tflops, *o.host_cpu_tflops / 2, *o.host_cpu_tflops * 2};
     hw.cpu.gemm_curve.clear();
+    hw.cpu.kernels = {};
     mark(hw.cpu.source, "peak");
   }
   if (o.ssd_gbps) {

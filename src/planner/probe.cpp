@@ -49,37 +49,112 @@ std::string today() {
   return buf;
 }
 
-// bf16 GEMM y[rows, N] = x[rows, K]·Wᵀ with W [N, K] larger than the last-level cache, at the row counts
-// of decode micro-batches and per-expert token groups.
-std::vector<GemmPoint> gemm_curve(bool quick, const std::function<void(const std::string&)>& log) {
-  const int n = quick ? 2048 : 8192, k = 4096;
+// GEMM y[rows, N] = x[rows, K]·Wᵀ of one of ferry's CPU kernels, with W [N, K] larger than the last-level
+// cache (64 MiB whatever the element width), at the row counts of decode micro-batches and per-expert
+// token groups.
+std::vector<GemmPoint> gemm_curve(CpuKernel kernel, bool quick, const std::function<void(const std::string&)>& log) {
+  const DType dtype = kernel == CpuKernel::Int8 ? DType::I8 : kernel == CpuKernel::Int4 ? DType::I4 : DType::BF16;
+  const int k = 4096, widen = dtype == DType::I8 ? 2 : dtype == DType::I4 ? 4 : 1;
+  const int n = (quick ? 2048 : 8192) * widen;
+  const char* name = kernel == CpuKernel::Bf16        ? "bf16"
+                     : kernel == CpuKernel::Bf16Exact ? "bf16, f32 activations"
+                     : kernel == CpuKernel::Int8      ? "int8"
+                                                      : "int4";
   std::vector<uint16_t> w(static_cast<size_t>(n) * k);
   for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint16_t>(0x3c00 + (i * 2654435761u >> 24) % 64);
-  cpu::PackedMatrix packed = cpu::pack_matrix_bf16(w.data(), n, k, DType::BF16);
+  cpu::PackedMatrix packed = cpu::pack_matrix_bf16(w.data(), n, k, dtype);
   w = {};
   std::vector<GemmPoint> curve;
   const std::vector<int> rows =
       quick ? std::vector<int>{1, 16, 128} : std::vector<int>{1, 4, 16, 64, 256, 1024};
   for (int m : rows) {
-    std::vector<uint16_t> x(static_cast<size_t>(m) * k, 0x3c00);
+    std::vector<uint16_t> xb(static_cast<size_t>(m) * k, 0x3c00);
+    std::vector<float> xf(static_cast<size_t>(m) * k, 1.0f);
     std::vector<float> y(static_cast<size_t>(m) * n);
-    cpu::matmul_xbf16(packed, x.data(), y.data(), m);  // warm up (and first-call allocations)
+    auto run = [&] {
+      if (kernel == CpuKernel::Bf16)
+        cpu::matmul_xbf16(packed, xb.data(), y.data(), m);
+      else if (kernel == CpuKernel::Bf16Exact)
+        cpu::matmul_f32_activations(packed, xf.data(), y.data(), m);
+      else
+        cpu::matmul(packed, xf.data(), y.data(), m);
+    };
+    run();  // warm up (and first-call allocations)
     double flops = 2.0 * m * n * k;
     int reps = std::max(2, std::min(quick ? 5 : 20, static_cast<int>(2e10 / flops)));
     std::vector<double> runs;
     for (int r = 0; r < reps; ++r) {
       double t0 = now_s();
-      cpu::matmul_xbf16(packed, x.data(), y.data(), m);
+      run();
       runs.push_back(flops / (now_s() - t0) / 1e9);
     }
     curve.push_back({static_cast<double>(m), median(runs)});
     if (log) {
       char buf[128];
-      std::snprintf(buf, sizeof buf, "  cpu gemm bf16 rows=%d: %.0f GFLOP/s", m, curve.back().gflops);
+      std::snprintf(buf, sizeof buf, "  cpu gemm %s rows=%d: %.0f GFLOP/s", name, m, curve.back().gflops);
       log(buf);
     }
   }
   return curve;
+}
+
+// Causal prompt attention (attention_prefill) over a bf16 KV cache, GQA 32/8 heads of 128, at prompt lengths
+// from short chat turns to long documents: GFLOP/s at 4·H·Dh FLOPs per (query, key) pair, by length.
+// Also the rate new keys and values are written into the cache (kv_cache_store), GB/s of bf16 cache.
+struct PromptAttentionProbe {
+  std::vector<GemmPoint> by_len;
+  double kv_store_gbps = 0;
+};
+PromptAttentionProbe prompt_attention(bool quick) {
+  const int block = 16, hkv = 8, dh = 128, h = 32, total_tokens = quick ? 1024 : 4096;
+  PromptAttentionProbe out;
+  const std::vector<int> lens = quick ? std::vector<int>{32, 256} : std::vector<int>{32, 128, 512};
+  for (int len : lens) {
+    const int n_prompt = std::max(1, total_tokens / len), blocks_per_seq = len / block;
+    cpu::KvCacheLayer kv;
+    kv.dtype = DType::BF16;
+    kv.n_block = n_prompt * blocks_per_seq;
+    kv.block_size = block;
+    kv.n_head_kv = hkv;
+    kv.head_dim = dh;
+    std::vector<uint16_t> kd(kv.block_elems() * kv.n_block, 0x3c00), vd(kv.block_elems() * kv.n_block, 0x3c00);
+    kv.k = kd.data();
+    kv.v = vd.data();
+    std::vector<int32_t> tables(static_cast<size_t>(n_prompt) * blocks_per_seq);
+    for (size_t i = 0; i < tables.size(); ++i) tables[i] = static_cast<int32_t>(i);
+    std::vector<float> q(static_cast<size_t>(len) * h * dh, 0.01f), o(q.size());
+    cpu::AttentionParams params;
+    params.n_head = h;
+    auto run = [&] {
+      for (int s = 0; s < n_prompt; ++s)
+        cpu::attention_prefill(q.data(), kv, tables.data() + static_cast<size_t>(s) * blocks_per_seq, 0, len,
+                               params, o.data());
+    };
+    run();
+    const double flops = n_prompt * 4.0 * h * dh * len * (len + 1) / 2.0;
+    std::vector<double> runs;
+    for (int r = 0; r < (quick ? 3 : 5); ++r) {
+      double t0 = now_s();
+      run();
+      runs.push_back(flops / (now_s() - t0) / 1e9);
+    }
+    out.by_len.push_back({static_cast<double>(len), median(runs)});
+    if (len == lens.back()) {  // the cache store: every slot of these prompts written once
+      const int n_tok = n_prompt * len;
+      std::vector<int32_t> slots(n_tok);
+      for (int t = 0; t < n_tok; ++t) slots[t] = t;
+      std::vector<float> k_new(static_cast<size_t>(n_tok) * hkv * dh, 0.5f), v_new(k_new.size(), 0.25f);
+      cpu::kv_cache_store(kv, slots.data(), n_tok, k_new.data(), v_new.data());
+      std::vector<double> rates;
+      for (int r = 0; r < (quick ? 3 : 5); ++r) {
+        double t0 = now_s();
+        cpu::kv_cache_store(kv, slots.data(), n_tok, k_new.data(), v_new.data());
+        rates.push_back(static_cast<double>(kv.bytes()) / (now_s() - t0) / 1e9);
+      }
+      out.kv_store_gbps = median(rates);
+    }
+  }
+  return out;
 }
 
 // Decode attention over a bf16 KV cache (GQA 32/8 heads of 128, Mixtral's shape): the KV bytes read per
@@ -144,7 +219,24 @@ HardwareProfile probe_machine(const ProbeOptions& o) {
   cpu.peak.int8_tops = roof.peak_gops_int8 > 0 ? roof.peak_gops_int8 / 1e3 : cpu.peak.bf16_tflops;
   cpu.usable_fraction = 0.8;
   log("probing CPU GEMM throughput ...");
-  cpu.gemm_curve = gemm_curve(o.quick, o.log);
+  cpu.gemm_curve = gemm_curve(CpuKernel::Bf16, o.quick, o.log);
+  cpu.kernels.bf16_exact = gemm_curve(CpuKernel::Bf16Exact, o.quick, o.log);
+  cpu.kernels.int8 = gemm_curve(CpuKernel::Int8, o.quick, o.log);
+  cpu.kernels.int4 = gemm_curve(CpuKernel::Int4, o.quick, o.log);
+  log("probing CPU prompt attention ...");
+  {
+    PromptAttentionProbe pa = prompt_attention(o.quick);
+    cpu.kernels.prefill_attention = pa.by_len;
+    cpu.kernels.kv_store_gbps = pa.kv_store_gbps;
+    std::string line = "  cpu prompt attention";
+    char buf[64];
+    for (const GemmPoint& p : pa.by_len) {
+      std::snprintf(buf, sizeof buf, " len=%d: %.0f GFLOP/s;", static_cast<int>(p.rows), p.gflops);
+      line += buf;
+    }
+    std::snprintf(buf, sizeof buf, " KV store %.1f GB/s", pa.kv_store_gbps);
+    log(line + buf);
+  }
   log("probing CPU decode attention ...");
   cpu.attention_gbps = attention_gbps(o.quick);
   {

@@ -92,6 +92,10 @@ void add_generation_options(CLI::App& app, GenerationOptions& o) {
   app.add_option("--record-routing", o.target.record_routing,
                  "cpu target: write each forward's routing (which experts each MoE layer chose) to this JSONL "
                  "file, to compare expert-cache policies on (tools/bench/bench_expert_cache)");
+  app.add_option("--hw", o.hw,
+                 "cpu target: a hardware profile (ferry probe --out FILE) or preset; the run then reports the "
+                 "planner's predicted tokens/s and time per part beside what it measures")
+      ->check(non_empty_text("a profile file or preset name"));
   app.add_flag("--bf16-activations", o.target.bf16_activations,
                "cpu target: round activations to bf16 in bf16 matmuls (faster prefill, not token-exact)");
   app.add_option("-n,--max-tokens", o.max_tokens, "Tokens to generate per prompt (at least 1)")

@@ -27,6 +27,8 @@ struct GenerationOptions {
   std::string expert_fetch;       // --expert-fetch prefetch|demand; empty: the policy's
   std::string expert_residency;   // --expert-residency frequency|index; empty: the policy's
   bool group_size_given = false;  // --group-size on the command line (a policy file must then agree)
+  // cpu target: a hardware profile (ferry probe) or preset to predict the run with (--hw)
+  std::string hw;
 };
 
 // Adds --target and the cpu target's flags (--expert-dtype, --kv-dtype, --group-size, --threads,

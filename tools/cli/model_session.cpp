@@ -59,8 +59,20 @@ ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
                   "pipeline:<device>), not to --target " + o.target.target);
     s.model = create_model(ckpt, o.target);
     s.max_sequences = o.batch > 0 ? o.batch : kDefaultBatch;
+    if (!o.hw.empty()) {
+      const auto* cpu = dynamic_cast<const CpuModel*>(s.model.get());
+      if (!cpu)
+        throw Error("--hw predicts a run of the cpu target; --target " + o.target.target +
+                    " has no time model (use --target cpu)");
+      s.cpu_prediction = predict_cpu_run(ckpt.config(), ckpt.dir().filename().string(), cpu->options(),
+                                         planner::resolve_hardware(o.hw), workload_of(requests, o.max_tokens),
+                                         s.max_sequences, GeneratorOptions{}.max_prefill_tokens);
+    }
     return s;
   }
+  if (!o.hw.empty())
+    throw Error("--hw applies to the cpu target; a pipeline target predicts with the profile of its device "
+                "(sim:<profile>) or the one the planner probed");
   if (o.target.dram_budget_gb > 0 || !o.target.record_routing.empty() || o.target.populate)
     throw Error("--dram-budget, --record-routing and --populate apply to the cpu target for now; the pipelined "
                 "executor puts experts on the SSD tier through its policy (ssd_experts_per_layer)");
@@ -97,13 +109,34 @@ ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
 
 namespace {
 
-// The cpu target: the routing trace closed (its write errors reported), the expert tiers' counters.
-nlohmann::json finish_cpu_session(ModelSession& s, std::FILE* out) {
+// --hw: the planner's prediction beside the measurement, one row per rate and per part.
+nlohmann::json report_prediction(const CpuRunPrediction& p, const GenerationStats& stats,
+                                 const CpuForwardTimes& times, std::FILE* out) {
+  const std::vector<PredictedMeasured> rows = compare_cpu_run(p, stats, times);
+  if (out) {
+    std::fprintf(out, "planner vs this run (profile %s, N=%lld, prompts %.1f tokens on average):\n",
+                 p.hardware.c_str(), static_cast<long long>(p.policy.batch_size), p.workload.avg_prompt_len);
+    std::fprintf(out, "  %-36s %12s %12s %9s\n", "", "predicted", "measured", "meas/pred");
+    for (const PredictedMeasured& r : rows)
+      std::fprintf(out, "  %-36s %12.3f %12.3f %9.2f\n", r.what.c_str(), r.predicted, r.measured, r.ratio());
+  }
+  nlohmann::json j = nlohmann::json::array();
+  for (const PredictedMeasured& r : rows)
+    j.push_back({{"what", r.what}, {"predicted", r.predicted}, {"measured", r.measured}, {"ratio", r.ratio()}});
+  return {{"hardware", p.hardware}, {"rows", j}};
+}
+
+// The cpu target: the routing trace closed (its write errors reported), the expert tiers' counters, the
+// prediction (--hw).
+nlohmann::json finish_cpu_session(ModelSession& s, const GenerationStats& stats, std::FILE* out) {
   auto* cpu = dynamic_cast<CpuModel*>(s.model.get());
   if (!cpu) return nullptr;
   cpu->finish_routing_trace();
+  nlohmann::json j = nlohmann::json::object();
+  if (s.cpu_prediction)
+    j["predicted_vs_measured"] = report_prediction(*s.cpu_prediction, stats, cpu->forward_times(), out);
   const experts::TieredExpertsStats* t = cpu->expert_tier_stats();
-  if (!t) return nullptr;
+  if (!t) return j.empty() ? nlohmann::json(nullptr) : j;
   const uint64_t asked = t->hits + t->misses;
   const double hit_rate = asked ? static_cast<double>(t->hits) / static_cast<double>(asked) : 0;
   if (out)
@@ -113,17 +146,17 @@ nlohmann::json finish_cpu_session(ModelSession& s, std::FILE* out) {
                  100 * hit_rate, static_cast<unsigned long long>(t->hits), static_cast<unsigned long long>(asked),
                  static_cast<double>(t->bytes_read) / 1e6, static_cast<unsigned long long>(t->prefetch_reads),
                  static_cast<unsigned long long>(t->prefetch_hits), t->stall_seconds);
-  return {{"expert_tiers",
-           {{"hits", t->hits}, {"misses", t->misses}, {"hit_rate", hit_rate}, {"bytes_read", t->bytes_read},
+  j["expert_tiers"] = {{"hits", t->hits}, {"misses", t->misses}, {"hit_rate", hit_rate}, {"bytes_read", t->bytes_read},
             {"prefetch_reads", t->prefetch_reads}, {"prefetch_hits", t->prefetch_hits},
-            {"checksum_retries", t->checksum_retries}, {"stall_seconds", t->stall_seconds}}}};
+            {"checksum_retries", t->checksum_retries}, {"stall_seconds", t->stall_seconds}};
+  return j;
 }
 
 }  // namespace
 
 nlohmann::json finish_session(ModelSession& s, const GenerationOptions& o, const GenerationStats& stats,
                               std::FILE* out) {
-  if (!s.pipeline) return finish_cpu_session(s, out);
+  if (!s.pipeline) return finish_cpu_session(s, stats, out);
   Device& dev = s.pipeline->device();
   dev.synchronize();  // the next step's experts may still be loading
   dev.set_trace(nullptr);

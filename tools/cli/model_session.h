@@ -3,11 +3,13 @@
 #pragma once
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include <nlohmann/json.hpp>
 
 #include "ferry/checkpoint.h"
+#include "ferry/cpu_prediction.h"
 #include "ferry/exec/trace.h"
 #include "ferry/generator.h"
 #include "ferry/model.h"
@@ -21,6 +23,7 @@ struct ModelSession {
   PipelineTarget* pipeline = nullptr;  // the model, when the target is a pipeline target
   std::unique_ptr<Trace> trace;        // when --trace or --timeline was given
   int max_sequences = 16;              // sequences the generator decodes together
+  std::optional<CpuRunPrediction> cpu_prediction;  // cpu target with --hw
 };
 
 // `requests` (tokenized) describe the workload the planner plans for and predicts. Throws ferry::Error

@@ -39,8 +39,19 @@ struct ResourceTimes {
 enum class Resource { GpuCompute, GpuMemory, CpuCompute, CpuMemory, Dram, H2d, D2h, Ssd, Chain, Serial };
 std::string_view resource_name(Resource r);
 
+// Busy seconds of each part of the model on the device it runs on (max of compute and memory roof per
+// kernel), summed over layers: what a run's measured time per part is compared with.
+struct PartTimes {
+  double dense = 0;      // projections, norms, router, shared expert or dense MLP
+  double attention = 0;  // attention over the KV cache
+  double experts = 0;    // routed experts' FFNs
+  double head = 0;       // final norm and lm_head
+  void add(const PartTimes& o, double weight);
+};
+
 struct PhaseEstimate {
   ResourceTimes per_layer;  // averaged over layers (the lm_head counted in)
+  PartTimes parts;          // over all layers
   double seconds = 0;       // prefill: one batch; decode: one step (all layers)
   Resource binding = Resource::Serial;
   double tokens_per_s = 0;
@@ -93,6 +104,9 @@ struct CostOptions {
   std::shared_ptr<const BufferModel> buffers;
   // KV positions to plan for over all sequences; unset: kv_tokens(N) of the workload.
   std::optional<int64_t> kv_tokens;
+  // CPU matmuls of bf16 weights round activations to bf16 (the cpu target's --bf16-activations) instead of
+  // taking them in f32 (exact products: the cpu target's default and the executor's host ops).
+  bool cpu_bf16_activations = false;
 };
 
 class CostModel {
@@ -124,6 +138,7 @@ class CostModel {
   HardwareProfile hw_;
   Workload workload_;
   CostOptions options_;
+  CpuKernel dense_kernel_ = CpuKernel::Bf16Exact;  // the CPU's matmul of bf16 weights (options_)
   HrmRoofs roofs_;
   double dense_params_total_ = 0;
 };

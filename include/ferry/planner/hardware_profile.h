@@ -28,6 +28,25 @@ struct GemmPoint {
   double gflops = 0;
 };
 
+// The CPU matmul kernels ferry runs; each has its own measured curve (MemoryLevel::gemm_flops).
+enum class CpuKernel {
+  Bf16,       // bf16 weights, activations rounded to bf16 (--bf16-activations; MemoryLevel::gemm_curve)
+  Bf16Exact,  // bf16 weights widened to f32 against f32 activations: the cpu target's and executor's default
+  Int8,       // int8 experts (VNNI, activations quantised per group)
+  Int4,       // int4 experts (unpacked to int8 in registers)
+};
+
+// Curves of the kernels other than Bf16, measured by `ferry probe` with ferry's own kernels. An empty
+// curve falls back to the bf16 curve (and that one to the peak).
+struct KernelCurves {
+  std::vector<GemmPoint> bf16_exact, int8, int4;
+  // Causal prompt attention (f32 arithmetic), GFLOP/s by prompt length (GemmPoint::rows holds the length);
+  // empty: the fp32 peak.
+  std::vector<GemmPoint> prefill_attention;
+  double kv_store_gbps = 0;  // new keys and values written into the paged bf16 cache; 0: not charged
+  double prefill_attention_flops(double prompt_len) const;  // FLOP/s; 0 when unmeasured
+};
+
 struct MemoryLevel {
   std::string name;  // "NVIDIA L4", "host DRAM", "NVMe"
   double capacity_bytes = 0;
@@ -39,10 +58,12 @@ struct MemoryLevel {
   double attention_gbps = 0;          // measured decode-attention KV read rate; 0: use bandwidth_gbps
   std::string source;                 // where the figures come from: "datasheet ...", "probe", "flag", ...
 
+  KernelCurves kernels;                // CPU only: the other kernels' measured curves
+
   double usable_bytes() const { return capacity_bytes * usable_fraction; }
-  // bf16 GEMM rate at `rows` activation rows: the measured curve if there is one (capped by the peak),
-  // else the peak. FLOP/s.
-  double gemm_flops(double rows) const;
+  // GEMM rate of `kernel` at `rows` activation rows, FLOP/s: its measured curve if there is one, else the
+  // bf16 curve (capped by the bf16 peak), else the bf16 peak.
+  double gemm_flops(double rows, CpuKernel kernel = CpuKernel::Bf16) const;
 };
 
 struct Links {

@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -42,6 +43,21 @@ struct Sequence {  // beside the KV cache's own state of the sequence
   bool live = false;
   int n_past = 0;
   uint64_t stamp = 0;           // the forward call that last used it (catches a sequence given twice)
+};
+
+// Splits a forward's time into its parts: lap(part) charges the time since the last lap to that part.
+class PartClock {
+ public:
+  void start() { last_ = Clock::now(); }
+  void lap(double& part) {
+    const Clock::time_point now = Clock::now();
+    part += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point last_;
 };
 
 struct ItemPlan {
@@ -103,6 +119,9 @@ struct CpuModel::Impl {
   std::vector<std::vector<int>> routed_last;   // [L] experts each layer used in the last forward (prefetch)
   std::vector<int> routed_now;
   std::unique_ptr<experts::RoutingTraceWriter> routing_trace;  // --record-routing
+  CpuForwardTimes times;
+  CpuPartSeconds* part = nullptr;  // the phase the running forward is charged to
+  PartClock clock;
 
   Impl(CpuWeights weights, const CpuModelOptions& o, const experts::StoreManifest* store)
       : options(o),
@@ -263,6 +282,7 @@ struct CpuModel::Impl {
 
   std::span<const float> forward(std::span<const ForwardItem> items) {
     const ModelConfig& c = w.config;
+    const auto t_start = std::chrono::steady_clock::now();
     const int n_rows = validate(items);
     int n_tok = 0;
     for (const ForwardItem& it : items) n_tok += static_cast<int>(it.tokens.size());
@@ -283,8 +303,11 @@ struct CpuModel::Impl {
     }
     const std::span<const ItemPlan> plan(ws.items.data(), items.size());
     last_weight_bytes = w.dense_bytes();
+    part = n_tok == static_cast<int>(items.size()) ? &times.decode : &times.prefill;
+    clock.start();
 
     cpu_target::embed_tokens(c, wv, ws.token.data(), n_tok, ws.h.data());
+    clock.lap(part->dense);
 
     for (int l = 0; l < c.n_layer; ++l) {
       attention_block(l, plan, n_tok);
@@ -299,6 +322,10 @@ struct CpuModel::Impl {
       for (int j = it.all_logits ? 0 : it.n_tok - 1; j < it.n_tok; ++j, ++r)
         std::memcpy(ws.final_x.data() + r * D, ws.h.data() + (it.t0 + j) * D, D * sizeof(float));
     cpu_target::final_logits(c, wv, bf16_matmul, ws.final_x.data(), n_rows, ws.final_x.data(), ws.logits.data());
+    clock.lap(part->head);
+    part->total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    ++part->forwards;
+    part->tokens += n_tok;
 
     for (const ItemPlan& it : plan) {
       seqs[it.seq].n_past += it.n_tok;
@@ -316,6 +343,7 @@ struct CpuModel::Impl {
     float *q = ws.q.data(), *k = ws.k.data(), *v = ws.v.data(), *attn = ws.attn.data();
     cpu_target::attention_input(c, L, rope, bf16_matmul, ws.h.data(), n_tok, ws.pos.data(), ws.x.data(),
                                 ws.qkv.data(), {q, k, v});
+    clock.lap(part->dense);
 
     const cpu::KvCacheLayer& cache = kv.layer(l);
     cpu::kv_cache_store(cache, ws.slot.data(), n_tok, k, v);
@@ -327,7 +355,6 @@ struct CpuModel::Impl {
     int n_decode = 0, stride = 1;
     for (size_t i = 0; i < plan.size(); ++i) {
       const ItemPlan& it = plan[i];
-      const Sequence& s = seqs[it.seq];
       if (it.n_tok > 1) {
         cpu::attention_prefill(q + it.t0 * q_dim, cache, kv.block_table(it.seq), it.n_past, it.n_tok, ap,
                                attn + it.t0 * q_dim);
@@ -340,7 +367,6 @@ struct CpuModel::Impl {
       bool contiguous = true;  // decode rows are 0..n_decode-1 when every item is one token
       for (int d = 0; d < n_decode; ++d) {
         const ItemPlan& it = plan[ws.decode_items[d]];
-        const Sequence& s = seqs[it.seq];
         contiguous = contiguous && it.t0 == d;
         std::copy(kv.block_table(it.seq), kv.block_table(it.seq) + kv.n_blocks(it.seq),
                   ws.block_tables.begin() + static_cast<size_t>(d) * stride);
@@ -360,8 +386,10 @@ struct CpuModel::Impl {
         for (int d = 0; d < n_decode; ++d)
           std::memcpy(attn + plan[ws.decode_items[d]].t0 * q_dim, dout + d * q_dim, q_dim * sizeof(float));
     }
+    clock.lap(part->attention);
 
     cpu_target::attention_output(c, L, bf16_matmul, attn, n_tok, ws.y.data(), ws.h.data());
+    clock.lap(part->dense);
   }
 
   // Norm, routed experts (+ sigmoid-gated shared expert) or the dense MLP, residual.
@@ -369,14 +397,17 @@ struct CpuModel::Impl {
     const ModelConfig& c = w.config;
     const LayerWeights& L = wv.layers[l];
     cpu_target::ffn_input(c, L, ws.h.data(), n_tok, ws.ffn);
+    clock.lap(part->dense);
     if (L.is_moe && routing_trace) routing_trace->layer(l, std::span<const int>(ws.ffn.offsets, c.n_expert + 1));
     if (L.is_moe && tier)
       last_weight_bytes += tiered_routed_outputs(l);
     else if (L.is_moe)
       last_weight_bytes +=
           cpu_target::routed_expert_outputs(expert_of[l].data(), 0, c.n_expert, bf16_matmul, c.d_model, ws.ffn);
+    clock.lap(part->experts);
     cpu_target::shared_outputs(c, L, bf16_matmul, n_tok, ws.ffn);
     cpu_target::ffn_output(c, L, n_tok, ws.ffn, ws.h.data());
+    clock.lap(part->dense);
   }
 };
 
@@ -439,6 +470,9 @@ size_t CpuModel::last_forward_weight_bytes() const {
 }
 const experts::TieredExpertsStats* CpuModel::expert_tier_stats() const {
   return impl_->tier ? &impl_->tier->stats() : nullptr;
+}
+const CpuForwardTimes& CpuModel::forward_times() const {
+  return impl_->times;
 }
 void CpuModel::finish_routing_trace() {
   if (impl_->routing_trace) impl_->routing_trace->close();
