@@ -547,8 +547,10 @@ PhaseEstimate CostModel::prefill_of(const Policy& p, const std::vector<LayerClas
                                     const MemoryPlan& mem, double n_seqs) const {
   const ModelShape& m = shape_;
   const double tokens = n_seqs * workload_.avg_prompt_len;
-  const double chunk = std::min<double>(p.prefill_chunk_tokens, tokens);
-  const double n_chunk = ceil_div(tokens, chunk);
+  // The batch's prompts in n_chunk chunks of at most prefill_chunk_tokens, priced as equal chunks: the
+  // work is the batch's tokens, not n_chunk full chunks.
+  const double n_chunk = ceil_div(tokens, std::min<double>(p.prefill_chunk_tokens, tokens));
+  const double chunk = tokens / n_chunk;
   const double d = m.d_model, f = m.d_expert, k = m.top_k, e = m.n_expert;
   const double kvb = m.kv_bytes_per_token_layer(p.kv_precision);
   const double eb_gpu = m.expert_bytes(p.gpu_expert_precision, p.group_size);

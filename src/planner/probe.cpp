@@ -49,9 +49,11 @@ std::string today() {
   return buf;
 }
 
-// GEMM y[rows, N] = x[rows, K]·Wᵀ of one of ferry's CPU kernels, with W [N, K] larger than the last-level
-// cache (64 MiB whatever the element width), at the row counts of decode micro-batches and per-expert
-// token groups.
+// GEMM y[rows, N] = x[rows, K]·Wᵀ of one of ferry's CPU kernels, at the row counts of decode micro-batches
+// and per-expert token groups. Each W [N, K] is 64 MiB whatever the element width, and successive calls
+// take the next of six, as a forward streams one layer's weights after another: no weight is still in the
+// last-level cache (a victim cache on Zen) when it is read again, so the small-row points measure DRAM
+// streaming as a model's forward sees it.
 std::vector<GemmPoint> gemm_curve(CpuKernel kernel, bool quick, const std::function<void(const std::string&)>& log) {
   const DType dtype = kernel == CpuKernel::Int8 ? DType::I8 : kernel == CpuKernel::Int4 ? DType::I4 : DType::BF16;
   const int k = 4096, widen = dtype == DType::I8 ? 2 : dtype == DType::I4 ? 4 : 1;
@@ -62,8 +64,11 @@ std::vector<GemmPoint> gemm_curve(CpuKernel kernel, bool quick, const std::funct
                                                       : "int4";
   std::vector<uint16_t> w(static_cast<size_t>(n) * k);
   for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint16_t>(0x3c00 + (i * 2654435761u >> 24) % 64);
-  cpu::PackedMatrix packed = cpu::pack_matrix_bf16(w.data(), n, k, dtype);
+  const int n_set = quick ? 2 : 6;
+  std::vector<cpu::PackedMatrix> set;
+  for (int i = 0; i < n_set; ++i) set.push_back(cpu::pack_matrix_bf16(w.data(), n, k, dtype));
   w = {};
+  int next = 0;
   std::vector<GemmPoint> curve;
   const std::vector<int> rows =
       quick ? std::vector<int>{1, 16, 128} : std::vector<int>{1, 4, 16, 64, 256, 1024};
@@ -72,6 +77,7 @@ std::vector<GemmPoint> gemm_curve(CpuKernel kernel, bool quick, const std::funct
     std::vector<float> xf(static_cast<size_t>(m) * k, 1.0f);
     std::vector<float> y(static_cast<size_t>(m) * n);
     auto run = [&] {
+      const cpu::PackedMatrix& packed = set[next++ % n_set];
       if (kernel == CpuKernel::Bf16)
         cpu::matmul_xbf16(packed, xb.data(), y.data(), m);
       else if (kernel == CpuKernel::Bf16Exact)
@@ -79,7 +85,7 @@ std::vector<GemmPoint> gemm_curve(CpuKernel kernel, bool quick, const std::funct
       else
         cpu::matmul(packed, xf.data(), y.data(), m);
     };
-    run();  // warm up (and first-call allocations)
+    for (int i = 0; i < n_set; ++i) run();  // warm up (and first-call allocations)
     double flops = 2.0 * m * n * k;
     int reps = std::max(2, std::min(quick ? 5 : 20, static_cast<int>(2e10 / flops)));
     std::vector<double> runs;

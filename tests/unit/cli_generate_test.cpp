@@ -146,6 +146,35 @@ TEST(CliRun, BundledDefaultsAndShowPrintTheFirstResults) {
       << "more than 2 results shown: " << r.out;
 }
 
+// --hw on the cpu target: the planner's prediction for the profile beside what the run measured, in the
+// summary and in --metrics, one row per rate and per part of the model; the measured rates are the run's.
+TEST(CliRun, HwPutsThePlannersPredictionBesideTheMeasurement) {
+  TempDir dir;
+  write_file(dir.path() / "p.txt", "Hello there\nThe capital of France is\nOnce upon a time\n");
+  const std::string out = (dir.path() / "r.jsonl").string(), metrics = (dir.path() / "m.json").string();
+  auto r = test::run_ferry("run --no-progress -n 6 --ignore-eos --target cpu --batch 2 --hw cpu-server -m " +
+                           quote(kModel) + " --prompts " + quote((dir.path() / "p.txt").string()) + " -o " +
+                           quote(out) + " --metrics " + quote(metrics));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("planner vs this run (profile cpu-server, N=2"), std::string::npos) << r.out;
+  std::ifstream in(metrics);
+  const nlohmann::json m = nlohmann::json::parse(in);
+  const nlohmann::json& pvm = m.at("predicted_vs_measured");
+  EXPECT_EQ(pvm.at("hardware"), "cpu-server");
+  std::map<std::string, nlohmann::json> rows;
+  for (const auto& row : pvm.at("rows")) rows[row.at("what")] = row;
+  for (const char* what : {"tokens/s (generated, whole run)", "decode tokens/s", "prefill tokens/s",
+                           "decode step: experts (ms)", "decode step: all (ms)", "prefill batch: attention (ms)"}) {
+    ASSERT_TRUE(rows.count(what)) << what;
+    EXPECT_GT(rows[what].at("predicted").get<double>(), 0) << what;
+    EXPECT_GT(rows[what].at("measured").get<double>(), 0) << what;
+  }
+  EXPECT_DOUBLE_EQ(rows["tokens/s (generated, whole run)"].at("measured").get<double>(),
+                   m.at("tokens_per_second").get<double>());
+  const double decode = (m.at("generated_tokens").get<double>() - 3) / m.at("decode_seconds").get<double>();
+  EXPECT_NEAR(rows["decode tokens/s"].at("measured").get<double>(), decode, 1e-9 * decode);
+}
+
 TEST(CliRun, BatchingDoesNotChangeGreedyResults) {
   TempDir dir;
   write_file(dir.path() / "p.jsonl",

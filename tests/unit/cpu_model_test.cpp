@@ -329,6 +329,36 @@ TEST(CpuModel, MixedLengthBatchEqualsOneAtATime) {
   }
 }
 
+// The time of every forward is charged to its phase (a forward of one token per item is a decode step)
+// and split into parts that add up to at most the whole.
+TEST(CpuModel, ForwardTimesCountEachPhaseAndSplitIntoParts) {
+  const Fixture& f = fixture(kModel);
+  CpuModel model(*f.ckpt);
+  const CpuForwardTimes& t = model.forward_times();
+  EXPECT_EQ(t.prefill.forwards + t.decode.forwards, 0);
+  const std::vector<int32_t> prompt = prompt_of(21, 5);
+  const int a = model.add_sequence(), b = model.add_sequence();
+  std::vector<ForwardItem> prefill = {{a, prompt, false}, {b, std::span<const int32_t>(prompt.data(), 9), false}};
+  model.forward(prefill);
+  const int32_t next = 17;
+  for (int step = 0; step < 3; ++step) {
+    std::vector<ForwardItem> decode = {{a, std::span<const int32_t>(&next, 1), false},
+                                       {b, std::span<const int32_t>(&next, 1), false}};
+    model.forward(decode);
+  }
+  EXPECT_EQ(t.prefill.forwards, 1);
+  EXPECT_EQ(t.prefill.tokens, 30);
+  EXPECT_EQ(t.decode.forwards, 3);
+  EXPECT_EQ(t.decode.tokens, 6);
+  for (const CpuPartSeconds* p : {&t.prefill, &t.decode}) {
+    EXPECT_GT(p->dense, 0);
+    EXPECT_GT(p->attention, 0);
+    EXPECT_GT(p->experts, 0);  // a MoE model
+    EXPECT_GT(p->head, 0);
+    EXPECT_LE(p->dense + p->attention + p->experts + p->head, p->total * (1 + 1e-9));
+  }
+}
+
 TEST(CpuModel, FreedSequencesReturnTheirKvBlocks) {
   const Fixture& f = fixture(kModel);
   CpuModelOptions o;

@@ -74,10 +74,18 @@ TEST(HardwareProfile, JsonRoundTripKeepsEveryField) {
   HardwareProfile hw = hardware_preset("l4");
   hw.cpu.gemm_curve = {{1, 22}, {128, 416}};
   hw.cpu.attention_gbps = 17.5;
+  hw.cpu.kernels.bf16_exact = {{1, 21}, {64, 300}};
+  hw.cpu.kernels.int8 = {{1, 40}};
+  hw.cpu.kernels.int4 = {{1, 70}, {16, 500}};
+  hw.cpu.kernels.prefill_attention = {{32, 100}, {512, 290}};
+  hw.cpu.kernels.kv_store_gbps = 3.5;
   HardwareProfile back = HardwareProfile::from_json(hw.to_json(), "mem.json");
   EXPECT_EQ(back.to_json(), hw.to_json());
   EXPECT_EQ(back.cpu.gemm_curve.size(), 2u);
   EXPECT_DOUBLE_EQ(back.cpu.attention_gbps, 17.5);
+  EXPECT_EQ(back.cpu.kernels.int4.size(), 2u);
+  EXPECT_DOUBLE_EQ(back.cpu.kernels.prefill_attention.back().gflops, 290);
+  EXPECT_DOUBLE_EQ(back.cpu.kernels.kv_store_gbps, 3.5);
 
   auto path = std::filesystem::temp_directory_path() / "ferry_hw_roundtrip.json";
   hw.save(path);
@@ -153,6 +161,31 @@ TEST(HardwareProfile, GemmCurveInterpolatesInLogRowsAndIsCappedByThePeak) {
   EXPECT_DOUBLE_EQ(cpu.gemm_flops(4), 110e9);     // halfway between 1 and 16 in log2(rows)
   EXPECT_DOUBLE_EQ(cpu.gemm_flops(0.5), 10e9);    // below the first point: proportional to rows
   EXPECT_DOUBLE_EQ(cpu.gemm_flops(4096), 500e9);  // measured 800 but the peak is 500
+}
+
+TEST(HardwareProfile, EachCpuKernelHasItsOwnCurveAndFallsBackToTheBf16One) {
+  MemoryLevel cpu;
+  cpu.peak.bf16_tflops = 0.5;
+  cpu.gemm_curve = {{1, 20}, {16, 200}, {256, 800}};
+  cpu.kernels.bf16_exact = {{1, 18}, {16, 100}};
+  cpu.kernels.prefill_attention = {{32, 100}, {512, 300}};
+  EXPECT_DOUBLE_EQ(cpu.gemm_flops(16, CpuKernel::Bf16Exact), 100e9);
+  EXPECT_DOUBLE_EQ(cpu.gemm_flops(4096, CpuKernel::Bf16Exact), 100e9);  // flat past its last point
+  EXPECT_DOUBLE_EQ(cpu.gemm_flops(16, CpuKernel::Int8), 200e9);         // unmeasured: the bf16 curve
+  EXPECT_DOUBLE_EQ(cpu.gemm_flops(4096, CpuKernel::Int4), 500e9);       // ... capped by the peak
+  EXPECT_DOUBLE_EQ(cpu.kernels.prefill_attention_flops(128), 200e9);    // halfway in log(length)
+  EXPECT_DOUBLE_EQ(cpu.kernels.prefill_attention_flops(16), 50e9);
+  MemoryLevel bare;
+  EXPECT_DOUBLE_EQ(bare.kernels.prefill_attention_flops(128), 0);  // unmeasured: the caller's fallback
+}
+
+TEST(HardwareProfile, AKernelCurveWithABadPointNamesIt) {
+  nlohmann::json j = hardware_preset("cpu-server").to_json();
+  j["cpu"]["kernels"]["int8"] = nlohmann::json::array({{{"rows", 1}, {"gflops", -3}}});
+  std::string msg = error_of([&] { HardwareProfile::from_json(j, "bad.json"); });
+  EXPECT_NE(msg.find("bad.json"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("int8[0]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("gflops"), std::string::npos) << msg;
 }
 
 }  // namespace

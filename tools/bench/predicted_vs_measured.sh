@@ -44,11 +44,12 @@ for name in $models; do
   for batch in $batches; do
     requests=$(( batch * 4 < 8 ? 8 : batch * 4 ))
     head -"$requests" "$work/prompts.txt" > "$work/p.txt"
-    "$ferry" probe --out "$work/probe.json" > /dev/null 2>&1
+    run="${name}_${batch}_$dtype"
+    "$ferry" probe --out "$work/probe_$run.json" > /dev/null 2>&1
     "$ferry" run --target cpu -m "$dir" --prompts "$work/p.txt" -o "$work/out.jsonl" --batch "$batch" -n "$gen" \
-      --ignore-eos --expert-dtype "$dtype" --hw "$work/probe.json" --no-progress --metrics "$work/m_${name}_$batch.json" \
-      > "$work/run_${name}_$batch.txt" 2>&1
-    python3 - "$work/m_${name}_$batch.json" "$name" "$batch" "$dtype" <<'PY'
+      --ignore-eos --expert-dtype "$dtype" --hw "$work/probe_$run.json" --no-progress --metrics "$work/m_$run.json" \
+      > "$work/run_$run.txt" 2>&1
+    python3 - "$work/m_$run.json" "$name" "$batch" "$dtype" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
 rows = {r["what"]: r for r in m["predicted_vs_measured"]["rows"]}
@@ -60,4 +61,4 @@ print("%-8s %5s %6s | %s" % (sys.argv[2], sys.argv[3], sys.argv[4], " | ".join(c
 PY
   done
 done
-echo "per-part tables: $work/run_<model>_<batch>.txt"
+echo "per-part tables: $work/run_<model>_<batch>_<dtype>.txt; the profiles they were predicted on: probe_*.json"
