@@ -112,6 +112,19 @@ struct CpuModelOptions {
   bool populate = false;
   // When set, each forward's routing is appended to this file (ferry/experts/routing_trace.h).
   std::string record_routing;
+  // Substitution on a miss (HOBBIT), under a DRAM budget: a routed expert that is not in DRAM and whose
+  // every token gives it a gate weight below substitute_below runs from a resident copy at
+  // substitute_dtype (the store's file of that precision, mapped whole) instead of being read from the SSD.
+  // 0: off. An expert any token weighs at or above the threshold is read as usual, and serves all its tokens.
+  float substitute_below = 0;
+  DType substitute_dtype = DType::I4;
+};
+
+// What substitution on a miss did over a run.
+struct SubstitutionStats {
+  uint64_t experts = 0;      // (forward, layer, expert) uses served by the substitute copy
+  uint64_t assignments = 0;  // (token, expert) pairs among them
+  uint64_t bytes_not_read = 0;  // full-precision bytes those experts would have read from the store
 };
 
 // The KV capacity used when kv_cache_tokens is 0: room for max_sequences sequences of the model's whole
@@ -194,6 +207,7 @@ class CpuModel : public Model {
   // Where the forwards spent their time, by part of the model and by phase: what the planner's time model
   // is checked against (ferry run --hw).
   const CpuForwardTimes& forward_times() const;
+  const SubstitutionStats& substitution_stats() const;
   // Flushes and closes the routing trace (record_routing); throws ferry::Error when a write failed.
   void finish_routing_trace();
 

@@ -31,6 +31,8 @@ CpuModelOptions cpu_options(const TargetOptions& o) {
   c.reader = o.reader;
   c.record_routing = o.record_routing;
   c.populate = o.populate;
+  c.substitute_below = static_cast<float>(o.substitute_below);
+  c.substitute_dtype = precision_dtype(parse_precision(o.substitute_dtype, "--substitute-dtype"));
   return c;
 }
 
@@ -53,6 +55,8 @@ std::unique_ptr<Model> create_model(const Checkpoint& checkpoint, const TargetOp
   options.target = resolve_target(given.target);
   if (options.target != "cpu" && options.dram_budget_gb > 0)
     throw Error("--dram-budget applies to the cpu target (--target cpu), not to --target " + options.target);
+  if (options.target != "cpu" && options.substitute_below > 0)
+    throw Error("--substitute-below applies to the cpu target under --dram-budget, not to --target " + options.target);
   if (options.target != "cpu" && !options.record_routing.empty())
     throw Error("--record-routing applies to the cpu target (--target cpu), not to --target " + options.target);
   if (options.target == "reference" || options.target == "ref")

@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -139,6 +141,80 @@ TEST_F(PackedStoreTest, CpuTargetUnderADramBudgetAThirdOfTheModelGeneratesTheSam
           << model << " " << dtype_name(d);
     }
   }
+}
+
+// Substitution on a miss: a threshold no gate weight falls below changes nothing (bit-identical logits, no
+// substitution); a threshold of 1 serves every missed expert from its int4 copy, so fewer experts are read
+// from the store, every routed expert use is a hit, a miss or a substitution, and the logits stay within
+// the int4 bound of the bf16 run.
+TEST_F(PackedStoreTest, SubstitutionOnAMissServesLightlyWeightedMissesFromTheResidentCopy) {
+  experts::ConvertOptions co;
+  co.precisions = {DType::BF16, DType::I4};
+  const fs::path store = convert("mixtral_spm", "subst", co);
+  const auto st = Checkpoint::open(store);
+  const experts::ExpertTierFile* f = st->packed_store()->expert_file(DType::BF16, 64);
+  ASSERT_NE(f, nullptr);
+  CpuModelOptions o;
+  o.dram_expert_budget = f->stored_bytes() / 4;
+  o.reader = "pread";
+  constexpr int kSteps = 24;
+  const ModelConfig& c = st->config();
+  const uint64_t routed_uses = static_cast<uint64_t>(kSteps) * c.n_moe_layers() * c.n_expert_used;
+  auto run = [&](float below, experts::TieredExpertsStats* tier, SubstitutionStats* sub) {
+    o.substitute_below = below;
+    CpuModel m(*st, o);
+    std::vector<float> out;
+    const int s = m.add_sequence();
+    for (int i = 0; i < kSteps; ++i) {  // one teacher-forced token per forward, as decode runs
+      const int32_t token = static_cast<int32_t>(1 + (i * 7919) % (m.config().n_vocab - 1));
+      const std::vector<float> l = m.forward(std::vector<ForwardItem>{{s, std::span(&token, 1), false}});
+      out.insert(out.end(), l.begin(), l.end());
+    }
+    *tier = *m.expert_tier_stats();
+    *sub = m.substitution_stats();
+    return out;
+  };
+  experts::TieredExpertsStats t_off, t_none, t_all;
+  SubstitutionStats s_off, s_none, s_all;
+  const std::vector<float> off = run(0, &t_off, &s_off);
+  const std::vector<float> none = run(1e-9f, &t_none, &s_none);
+  EXPECT_EQ(s_none.experts, 0u);
+  EXPECT_EQ(none, off);
+  const std::vector<float> all = run(1.0f, &t_all, &s_all);
+  EXPECT_GT(s_all.experts, 0u);
+  EXPECT_GE(s_all.assignments, s_all.experts);
+  EXPECT_EQ(s_all.bytes_not_read, s_all.experts * f->image.bytes);
+  EXPECT_LT(t_all.misses, t_off.misses);
+  EXPECT_EQ(t_off.hits + t_off.misses, routed_uses);  // one token: K distinct experts per layer
+  EXPECT_EQ(t_all.hits + t_all.misses + s_all.experts, routed_uses);
+  EXPECT_NE(all, off);
+  const auto [lo, hi] = std::minmax_element(off.begin(), off.end());
+  double worst = 0;
+  for (size_t i = 0; i < off.size(); ++i) worst = std::max<double>(worst, std::fabs(all[i] - off[i]));
+  EXPECT_LT(worst / (*hi - *lo), kCpuErrorI4.max);
+}
+
+TEST_F(PackedStoreTest, SubstitutionNeedsABudgetALowerPrecisionAndItsFile) {
+  const fs::path store = convert("mixtral_spm", "bf16-only-subst");
+  const auto st = Checkpoint::open(store);
+  auto error_of = [&](CpuModelOptions o) {
+    try {
+      CpuModel m(*st, o);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  CpuModelOptions o;
+  o.substitute_below = 0.3f;
+  EXPECT_NE(error_of(o).find("--dram-budget"), std::string::npos) << error_of(o);
+  o.dram_expert_budget = 1 << 16;
+  EXPECT_NE(error_of(o).find("--precision bf16,int4"), std::string::npos) << error_of(o);
+  o.substitute_dtype = DType::BF16;
+  EXPECT_NE(error_of(o).find("int8 or int4"), std::string::npos) << error_of(o);
+  o.substitute_dtype = DType::I4;
+  o.substitute_below = 1.5f;
+  EXPECT_NE(error_of(o).find("(0, 1]"), std::string::npos) << error_of(o);
 }
 
 TEST_F(PackedStoreTest, ADramBudgetNeedsAStoreAndTheStoresPrecision) {

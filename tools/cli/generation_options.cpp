@@ -87,6 +87,16 @@ void add_generation_options(CLI::App& app, GenerationOptions& o) {
                  "(io_uring, else pread), io_uring (O_DIRECT), pread")
       ->check(one_of({"auto", "io_uring", "pread"}))
       ->capture_default_str();
+  app.add_option("--substitute-below", o.target.substitute_below,
+                 "cpu target with --dram-budget: substitution on a miss: a routed expert not in DRAM whose every "
+                 "token gives it a gate weight below this runs from a resident --substitute-dtype copy instead of "
+                 "being read (0, the default: off)")
+      ->check(CLI::Range(0.0, 1.0));
+  app.add_option("--substitute-dtype", o.target.substitute_dtype,
+                 "cpu target with --substitute-below: the resident copies' precision (the store must hold it: "
+                 "ferry convert --precision bf16,int4)")
+      ->check(one_of({"int8", "int4"}))
+      ->capture_default_str();
   app.add_flag("--populate", o.target.populate,
                "cpu target, packed stores: read the mapped weights at load (MAP_POPULATE) rather than on first use");
   app.add_option("--record-routing", o.target.record_routing,

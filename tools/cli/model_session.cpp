@@ -137,6 +137,21 @@ nlohmann::json finish_cpu_session(ModelSession& s, const GenerationStats& stats,
     j["predicted_vs_measured"] = report_prediction(*s.cpu_prediction, stats, cpu->forward_times(), out);
   const experts::TieredExpertsStats* t = cpu->expert_tier_stats();
   if (!t) return j.empty() ? nlohmann::json(nullptr) : j;
+  if (cpu->options().substitute_below > 0) {
+    const SubstitutionStats& sub = cpu->substitution_stats();
+    if (out)
+      std::fprintf(out,
+                   "ferry: substitution on a miss (gate weight below %.3g, %s copies): %llu expert uses (%llu "
+                   "token assignments), %.1f MB not read\n",
+                   cpu->options().substitute_below, std::string(dtype_name(cpu->options().substitute_dtype)).c_str(),
+                   static_cast<unsigned long long>(sub.experts), static_cast<unsigned long long>(sub.assignments),
+                   static_cast<double>(sub.bytes_not_read) / 1e6);
+    j["substitution"] = {{"below", cpu->options().substitute_below},
+                         {"dtype", dtype_name(cpu->options().substitute_dtype)},
+                         {"experts", sub.experts},
+                         {"assignments", sub.assignments},
+                         {"bytes_not_read", sub.bytes_not_read}};
+  }
   const uint64_t asked = t->hits + t->misses;
   const double hit_rate = asked ? static_cast<double>(t->hits) / static_cast<double>(asked) : 0;
   if (out)

@@ -45,6 +45,9 @@ class TieredExperts {
   // each e in ids (other entries untouched). At most max_pinned() ids, none twice.
   void acquire(int layer, std::span<const int> ids, const MlpWeights** table);
   void release();
+  // Whether expert `expert` of `layer` is in DRAM or on its way there (a read in flight): an acquire of it
+  // reads nothing new from the store.
+  bool holds(int layer, int expert) const { return cache_.contains({layer, expert}); }
   // Starts reads of these experts of `layer` that are not resident, as far as unpinned room allows.
   void prefetch(int layer, std::span<const int> ids);
 

@@ -117,7 +117,9 @@ struct CpuModel::Impl {
   std::unique_ptr<experts::TieredExperts> tier;
   std::vector<const MlpWeights*> tier_table;   // [E] views handed out by tier->acquire
   std::vector<std::vector<int>> routed_last;   // [L] experts each layer used in the last forward (prefetch)
-  std::vector<int> routed_now;
+  std::vector<int> routed_now;  // the routed experts of the layer being run that go through the tiers
+  SubstitutionStats substitution;
+  std::vector<std::vector<const MlpWeights*>> substitute_of;  // [L][E] views of w.substitutes
   std::unique_ptr<experts::RoutingTraceWriter> routing_trace;  // --record-routing
   CpuForwardTimes times;
   CpuPartSeconds* part = nullptr;  // the phase the running forward is charged to
@@ -173,6 +175,9 @@ struct CpuModel::Impl {
     tier_table.assign(w.config.n_expert, nullptr);
     routed_last.assign(w.config.n_layer, {});
     routed_now.reserve(w.config.n_expert);
+    substitute_of.resize(w.config.n_layer);
+    for (int l = 0; l < static_cast<int>(w.substitutes.size()); ++l)
+      for (const MlpWeights& e : w.substitutes[l]) substitute_of[l].push_back(&e);
   }
 
   // The routed experts of layer l through the tiers: acquired (read from SSD on a miss) in groups that fit
@@ -181,9 +186,18 @@ struct CpuModel::Impl {
     const ModelConfig& c = w.config;
     const FfnBuffers& b = ws.ffn;
     routed_now.clear();
-    for (int e = 0; e < c.n_expert; ++e)
-      if (b.offsets[e + 1] > b.offsets[e]) routed_now.push_back(e);
     size_t bytes = 0;
+    for (int e = 0; e < c.n_expert; ++e) {
+      if (b.offsets[e + 1] == b.offsets[e]) continue;
+      if (substitutable(l, e)) {  // a miss every token of which weighs it lightly: the resident copy serves
+        bytes += cpu_target::routed_expert_outputs(substitute_of[l].data(), e, e + 1, bf16_matmul, c.d_model, b);
+        ++substitution.experts;
+        substitution.assignments += b.offsets[e + 1] - b.offsets[e];
+        substitution.bytes_not_read += tier->image().bytes;
+        continue;
+      }
+      routed_now.push_back(e);
+    }
     const int group = tier->max_pinned();
     for (size_t g = 0; g < routed_now.size(); g += group) {
       const std::span<const int> ids(routed_now.data() + g, std::min<size_t>(group, routed_now.size() - g));
@@ -195,8 +209,20 @@ struct CpuModel::Impl {
       for (int e : ids) bytes += cpu_target::routed_expert_outputs(tier_table.data(), e, e + 1, bf16_matmul, c.d_model, b);
       tier->release();
     }
+    // The next forward's prefetch: the experts this one read. Substituted ones are left out: a light weight
+    // now predicts a light weight next time, and reading them ahead would spend the bytes substitution saves.
     routed_last[l] = routed_now;
     return bytes;
+  }
+
+  // Expert e of layer l (routed this forward) is not in DRAM and none of its tokens weighs it at or above
+  // the substitution threshold.
+  bool substitutable(int l, int e) const {
+    if (w.substitutes.empty() || tier->holds(l, e)) return false;
+    const FfnBuffers& b = ws.ffn;
+    for (int i = b.offsets[e]; i < b.offsets[e + 1]; ++i)
+      if (b.topk_weight[b.assign_slot[i]] >= options.substitute_below) return false;
+    return true;
   }
 
   void reserve(int n_tok, int n_item, int n_rows) {
@@ -286,7 +312,9 @@ struct CpuModel::Impl {
     const int n_rows = validate(items);
     int n_tok = 0;
     for (const ForwardItem& it : items) n_tok += static_cast<int>(it.tokens.size());
-    reserve(n_tok, static_cast<int>(items.size()), n_rows);
+    // Room for the next multiple of 256 tokens: prefills of similar size then grow the buffers (a fresh
+    // allocation, its pages faulted in) once, not at every slightly larger batch.
+    reserve((n_tok + 255) / 256 * 256, static_cast<int>(items.size()), n_rows);
 
     // Plan: flatten the tokens, give each sequence the KV blocks its new tokens need.
     int t = 0;
@@ -420,6 +448,20 @@ CpuModel::CpuModel(const WeightSource& weights, const CpuModelOptions& options) 
                   "ferry convert --model DIR --out STORE, then pass --model STORE");
     store->require_expert_file(options.expert_dtype, options.group_size, "");
   }
+  if (options.substitute_below > 0) {
+    if (options.dram_expert_budget == 0)
+      throw Error("substitution on a miss needs misses: give a DRAM budget for the experts (--dram-budget) "
+                  "smaller than they are");
+    if (!(options.substitute_below <= 1))
+      throw Error("the substitution threshold is a gate weight, in (0, 1]; got " +
+                  std::to_string(options.substitute_below));
+    if (options.substitute_dtype != DType::I8 && options.substitute_dtype != DType::I4)
+      throw Error("experts are substituted by int8 or int4 copies, not " +
+                  std::string(dtype_name(options.substitute_dtype)));
+    if (options.substitute_dtype == options.expert_dtype)
+      throw Error("the substitute copies are the experts' own precision (" +
+                  std::string(dtype_name(options.expert_dtype)) + "); substitute a lower one");
+  }
   impl_ = std::make_unique<Impl>(cpu_target::load_cpu_weights(weights, options), options, weights.packed_store());
 }
 
@@ -473,6 +515,9 @@ const experts::TieredExpertsStats* CpuModel::expert_tier_stats() const {
 }
 const CpuForwardTimes& CpuModel::forward_times() const {
   return impl_->times;
+}
+const SubstitutionStats& CpuModel::substitution_stats() const {
+  return impl_->substitution;
 }
 void CpuModel::finish_routing_trace() {
   if (impl_->routing_trace) impl_->routing_trace->close();

@@ -38,6 +38,11 @@ struct CpuWeights {
   cpu::PackedMatrix lm_head;                       // [V, D] bf16
   std::vector<float> lm_head_bias;                 // [V] or empty
 
+  // Substitution on a miss (CpuModelOptions::substitute_below): every routed expert again at
+  // substitute_dtype, mapped from the store's file of that precision and kept resident. [L][E]; empty
+  // without substitution.
+  std::vector<std::vector<MlpWeights>> substitutes;
+
   // The mapped store files the arrays above may view (null when every array is owned).
   std::shared_ptr<const void> mapping;
 

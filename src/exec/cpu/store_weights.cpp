@@ -20,9 +20,47 @@ using experts::StoreArray;
 using experts::StoreMatrix;
 
 struct StoreMapping {
-  std::unique_ptr<MappedFile> dense, experts;
+  std::unique_ptr<MappedFile> dense, experts, substitutes;
   std::vector<cpu::AlignedBytes> decompressed;  // zstd chunks, one image each
 };
+
+// Views of every routed expert of `tier`, whose file is mapped at `file` ([L][E]; empty for dense layers).
+// zstd chunks are decompressed into `decompressed`.
+std::vector<std::vector<MlpWeights>> expert_views(const experts::StoreManifest& s, const experts::ExpertTierFile& tier,
+                                                  const MappedFile& file,
+                                                  std::vector<cpu::AlignedBytes>& decompressed) {
+  const ModelConfig& c = s.config;
+  MlpWeights proto;
+  proto.gate = experts::matrix_view(tier.gate, nullptr);
+  proto.up = experts::matrix_view(tier.up, nullptr);
+  proto.down = experts::matrix_view(tier.down, nullptr);
+  std::vector<std::vector<MlpWeights>> out(c.n_layer);
+  ZSTD_DCtx* zctx = nullptr;
+  for (int l = 0; l < c.n_layer; ++l) {
+    if (!c.layer_is_moe.at(l)) continue;
+    for (int e = 0; e < c.n_expert; ++e) {
+      const experts::ExpertChunk* k = tier.find(l, e);
+      FERRY_ASSERT(k);  // read_store_manifest checked the chunk count
+      const uint8_t* image = file.data() + k->offset;
+      if (k->codec == experts::ChunkCodec::Zstd) {
+        if (!zctx) zctx = ZSTD_createDCtx();
+        cpu::AlignedBytes unpacked(tier.image.bytes);
+        const size_t n = ZSTD_decompressDCtx(zctx, unpacked.data(), unpacked.size(), image, k->payload_bytes);
+        if (ZSTD_isError(n) || n != tier.image.bytes) {
+          ZSTD_freeDCtx(zctx);
+          throw Error((s.dir / tier.file).string() + ": expert chunk (layer " + std::to_string(l) + ", expert " +
+                      std::to_string(e) + ") at offset " + std::to_string(k->offset) +
+                      " does not decompress; convert the model again");
+        }
+        image = unpacked.data();
+        decompressed.push_back(std::move(unpacked));
+      }
+      out[l].push_back(image_view(proto, tier.image, reinterpret_cast<std::byte*>(const_cast<uint8_t*>(image))));
+    }
+  }
+  if (zctx) ZSTD_freeDCtx(zctx);
+  return out;
+}
 
 }  // namespace
 
@@ -67,11 +105,6 @@ bool load_from_store(const experts::StoreManifest& s, const CpuModelOptions& opt
   w.lm_head = mat("lm_head");
   w.lm_head_bias = vec("lm_head_bias");
   w.layers.resize(c.n_layer);
-  MlpWeights proto;
-  proto.gate = experts::matrix_view(tier->gate, nullptr);
-  proto.up = experts::matrix_view(tier->up, nullptr);
-  proto.down = experts::matrix_view(tier->down, nullptr);
-  ZSTD_DCtx* zctx = nullptr;
   for (int l = 0; l < c.n_layer; ++l) {
     CpuLayerWeights& L = w.layers[l];
     const std::string p = "layers." + std::to_string(l) + ".";
@@ -90,28 +123,21 @@ bool load_from_store(const experts::StoreManifest& s, const CpuModelOptions& opt
     L.shared = {mat(p + "shared.gate"), mat(p + "shared.up"), mat(p + "shared.down")};
     L.shared_gate = mat(p + "shared_gate");
     L.dense = {mat(p + "dense.gate"), mat(p + "dense.up"), mat(p + "dense.down")};
-    if (!L.is_moe || !map_experts) continue;
-    for (int e = 0; e < c.n_expert; ++e) {
-      const experts::ExpertChunk* k = tier->find(l, e);
-      FERRY_ASSERT(k);  // read_store_manifest checked the chunk count
-      const uint8_t* image = map->experts->data() + k->offset;
-      if (k->codec == experts::ChunkCodec::Zstd) {
-        if (!zctx) zctx = ZSTD_createDCtx();
-        cpu::AlignedBytes out(tier->image.bytes);
-        const size_t n = ZSTD_decompressDCtx(zctx, out.data(), out.size(), image, k->payload_bytes);
-        if (ZSTD_isError(n) || n != tier->image.bytes) {
-          ZSTD_freeDCtx(zctx);
-          throw Error((s.dir / tier->file).string() + ": expert chunk (layer " + std::to_string(l) + ", expert " +
-                      std::to_string(e) + ") at offset " + std::to_string(k->offset) +
-                      " does not decompress; convert the model again");
-        }
-        image = out.data();
-        map->decompressed.push_back(std::move(out));
-      }
-      L.experts.push_back(image_view(proto, tier->image, reinterpret_cast<std::byte*>(const_cast<uint8_t*>(image))));
-    }
   }
-  if (zctx) ZSTD_freeDCtx(zctx);
+  if (map_experts) {
+    std::vector<std::vector<MlpWeights>> experts = expert_views(s, *tier, *map->experts, map->decompressed);
+    for (int l = 0; l < c.n_layer; ++l) w.layers[l].experts = std::move(experts[l]);
+  }
+  if (options.substitute_below > 0 && !map_experts) {  // misses only happen through the tiers
+    const experts::ExpertTierFile* sub = s.expert_file(options.substitute_dtype, options.group_size);
+    if (!sub)
+      throw Error(s.dir.string() + " holds no " + std::string(dtype_name(options.substitute_dtype)) +
+                  " experts (group " + std::to_string(options.group_size) +
+                  ") to substitute on a miss; convert with --precision " + tier->precision + "," +
+                  std::string(dtype_name(options.substitute_dtype)));
+    map->substitutes = std::make_unique<MappedFile>(s.dir / sub->file, /*populate=*/true);
+    w.substitutes = expert_views(s, *sub, *map->substitutes, map->decompressed);
+  }
   w.mapping = map;
   return true;
 }
