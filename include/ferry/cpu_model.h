@@ -153,6 +153,7 @@ struct CpuPartSeconds {
   double attention = 0;  // KV store and the attention kernels
   double experts = 0;    // the routed experts' FFNs (and their reads from the store under a DRAM budget)
   double head = 0;       // final norm and lm_head
+  double setup = 0;      // checks, KV blocks and growing the activation buffers (once per larger forward)
   double total = 0;      // the whole forward
   int64_t forwards = 0;
   int64_t tokens = 0;    // tokens the forwards took in

@@ -75,9 +75,12 @@ class LayerWork {
   void cpu(double flops, double bytes, double rows, double times, CpuKernel kernel) {
     cpu_at(flops, bytes, hw_.cpu.gemm_flops(rows, kernel), hw_.cpu.bandwidth_gbps * 1e9, times);
   }
-  // The routed experts' kernel at `precision`.
-  CpuKernel expert_kernel(Precision precision) const {
-    return precision == Precision::Int8 ? CpuKernel::Int8 : precision == Precision::Int4 ? CpuKernel::Int4 : dense_kernel_;
+  // The routed experts' FFNs at `precision`, `rows` rows per expert.
+  void cpu_experts(Precision precision, double flops, double bytes, double rows, double times) {
+    const CpuKernel kernel = precision == Precision::Int8   ? CpuKernel::Int8
+                             : precision == Precision::Int4 ? CpuKernel::Int4
+                                                            : dense_kernel_;
+    cpu_at(flops, bytes, hw_.cpu.expert_ffn_flops(rows, kernel), hw_.cpu.bandwidth_gbps * 1e9, times);
   }
   // Causal prompt attention on the CPU over prompts of `prompt_len` tokens: f32 arithmetic, at the rate
   // measured for that length when there is one; then the new keys and values stored into the cache.
@@ -491,9 +494,8 @@ PhaseEstimate CostModel::decode_step_of(const Policy& p, const std::vector<Layer
       } else {
         w.ssd(ssd_touched);
         double host_share = (c.dram + c.ssd) / e;
-        w.cpu(mu * k * 2 * m.expert_params * host_share,
-              p_ub * (c.dram * eb_dram + c.ssd * eb_ssd) + mu * ffn_act * host_share, rows_ub, n_ub,
-              w.expert_kernel(p.dram_expert_precision));
+        w.cpu_experts(p.dram_expert_precision, mu * k * 2 * m.expert_params * host_share,
+                      p_ub * (c.dram * eb_dram + c.ssd * eb_ssd) + mu * ffn_act * host_share, rows_ub, n_ub);
         w.dram(ssd_touched);  // SSD reads land in DRAM
         if (c.gpu > 0 && gpu_present) {
           double gpu_share = c.gpu / e;
@@ -602,9 +604,8 @@ PhaseEstimate CostModel::prefill_of(const Policy& p, const std::vector<LayerClas
         double resident_bytes = c.gpu * eb_gpu + c.dram * eb_dram + c.ssd * eb_ssd;
         w.gpu(chunk * k * 2 * m.expert_params, p_chunk * resident_bytes + chunk * ffn_act, rows_chunk, n_chunk);
       } else {
-        w.cpu(chunk * k * 2 * m.expert_params,
-              p_chunk * (c.dram * eb_dram + c.ssd * eb_ssd) + chunk * ffn_act, rows_chunk, n_chunk,
-              w.expert_kernel(p.dram_expert_precision));
+        w.cpu_experts(p.dram_expert_precision, chunk * k * 2 * m.expert_params,
+                      p_chunk * (c.dram * eb_dram + c.ssd * eb_ssd) + chunk * ffn_act, rows_chunk, n_chunk);
         w.dram(ssd_touched);
       }
     }

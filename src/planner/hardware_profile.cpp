@@ -81,6 +81,7 @@ nlohmann::json level_to_json(const MemoryLevel& m, bool with_compute) {
     if (!k.int4.empty()) kernels["int4"] = curve_to_json(k.int4);
     if (!k.prefill_attention.empty()) kernels["prefill_attention_by_prompt_len"] = curve_to_json(k.prefill_attention);
     if (k.kv_store_gbps > 0) kernels["kv_store_gbps"] = k.kv_store_gbps;
+    if (!k.expert_ffn.empty()) kernels["expert_ffn_f32_activations"] = curve_to_json(k.expert_ffn);
     if (!kernels.empty()) j["kernels"] = kernels;
   }
   j["usable_fraction"] = m.usable_fraction;
@@ -119,6 +120,7 @@ MemoryLevel level_from_json(const JsonFields& f, bool with_compute, double defau
       m.kernels.int8 = curve_from_json(k, "int8");
       m.kernels.int4 = curve_from_json(k, "int4");
       m.kernels.prefill_attention = curve_from_json(k, "prefill_attention_by_prompt_len");
+      m.kernels.expert_ffn = curve_from_json(k, "expert_ffn_f32_activations");
       m.kernels.kv_store_gbps = require_non_negative(k.opt_number("kv_store_gbps", 0, 0), field(k, "kv_store_gbps"),
                                                      "GB/s; 0: not charged", kMaxGBps);
     }
@@ -130,6 +132,15 @@ MemoryLevel level_from_json(const JsonFields& f, bool with_compute, double defau
 
 double KernelCurves::prefill_attention_flops(double prompt_len) const {
   return prefill_attention.empty() ? 0 : curve_flops(prefill_attention, prompt_len);
+}
+
+double MemoryLevel::expert_ffn_flops(double rows, CpuKernel kernel) const {
+  const double matmul = gemm_flops(rows, kernel);
+  if (kernels.expert_ffn.empty()) return matmul;
+  const double ffn = curve_flops(kernels.expert_ffn, rows);
+  if (kernel == CpuKernel::Bf16Exact) return ffn;
+  const double exact = gemm_flops(rows, CpuKernel::Bf16Exact);
+  return exact > 0 ? matmul * std::min(1.0, ffn / exact) : matmul;
 }
 
 double MemoryLevel::gemm_flops(double rows, CpuKernel kernel) const {

@@ -15,6 +15,7 @@
 
 #include "ferry/error.h"
 #include "ferry/ops/attention.h"
+#include "ferry/ops/expert_ffn.h"
 #include "ferry/ops/matmul.h"
 #include "ferry/ops/packed_matrix.h"
 #include "ferry/roofline_probe.h"
@@ -71,7 +72,7 @@ std::vector<GemmPoint> gemm_curve(CpuKernel kernel, bool quick, const std::funct
   int next = 0;
   std::vector<GemmPoint> curve;
   const std::vector<int> rows =
-      quick ? std::vector<int>{1, 16, 128} : std::vector<int>{1, 4, 16, 64, 256, 1024};
+      quick ? std::vector<int>{1, 16, 128} : std::vector<int>{1, 4, 16, 64, 256, 1024, 4096};
   for (int m : rows) {
     std::vector<uint16_t> xb(static_cast<size_t>(m) * k, 0x3c00);
     std::vector<float> xf(static_cast<size_t>(m) * k, 1.0f);
@@ -85,7 +86,7 @@ std::vector<GemmPoint> gemm_curve(CpuKernel kernel, bool quick, const std::funct
       else
         cpu::matmul(packed, xf.data(), y.data(), m);
     };
-    for (int i = 0; i < n_set; ++i) run();  // warm up (and first-call allocations)
+    run();  // warm up (and first-call allocations)
     double flops = 2.0 * m * n * k;
     int reps = std::max(2, std::min(quick ? 5 : 20, static_cast<int>(2e10 / flops)));
     std::vector<double> runs;
@@ -107,27 +108,89 @@ std::vector<GemmPoint> gemm_curve(CpuKernel kernel, bool quick, const std::funct
 // Causal prompt attention (attention_prefill) over a bf16 KV cache, GQA 32/8 heads of 128, at prompt lengths
 // from short chat turns to long documents: GFLOP/s at 4·H·Dh FLOPs per (query, key) pair, by length.
 // Also the rate new keys and values are written into the cache (kv_cache_store), GB/s of bf16 cache.
+// A routed expert's whole FFN on the exact path (cpu::expert_ffn_rows with f32 activations: gather the rows,
+// gate and up, SiLU, down), D = 2048, F = 4096 (48 MiB of bf16 weights), four experts taken in turn, at the
+// rows per expert the planner prices: GFLOP/s at 2·3·D·F per row.
+std::vector<GemmPoint> expert_ffn_curve(bool quick, const std::function<void(const std::string&)>& log) {
+  const int d = 2048, f = quick ? 1024 : 4096, n_expert = quick ? 2 : 4;
+  std::vector<uint16_t> w(static_cast<size_t>(f) * d);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<uint16_t>(0x3c00 + (i * 2654435761u >> 24) % 64);
+  struct Expert {
+    cpu::PackedMatrix gate, up, down;
+  };
+  std::vector<Expert> experts;
+  for (int e = 0; e < n_expert; ++e)
+    experts.push_back({cpu::pack_matrix_bf16(w.data(), f, d, DType::BF16),
+                       cpu::pack_matrix_bf16(w.data(), f, d, DType::BF16),
+                       cpu::pack_matrix_bf16(w.data(), d, f, DType::BF16)});
+  w = {};
+  const std::vector<int> rows = quick ? std::vector<int>{1, 16, 128} : std::vector<int>{1, 4, 16, 64, 256, 1024};
+  std::vector<GemmPoint> curve;
+  int next = 0;
+  for (int m : rows) {
+    const int tokens = 2 * m;  // the expert's rows are every other token of the batch, as routing scatters them
+    std::vector<float> x(static_cast<size_t>(tokens) * d, 0.01f), out(static_cast<size_t>(m) * d),
+        x_rows(static_cast<size_t>(m) * d), gate(static_cast<size_t>(m) * f), up(gate.size());
+    std::vector<int32_t> index(m);
+    for (int i = 0; i < m; ++i) index[i] = 2 * i;
+    auto run = [&] {
+      const Expert& e = experts[next++ % n_expert];
+      cpu::expert_ffn_rows({&e.gate, &e.up, &e.down}, &cpu::matmul_f32_activations, x.data(), index.data(), m,
+                           out.data(), x_rows.data(), gate.data(), up.data());
+    };
+    for (int i = 0; i < n_expert; ++i) run();
+    const double flops = 2.0 * m * 3.0 * d * f;
+    const int reps = std::max(2 * n_expert, std::min(quick ? 8 : 24, static_cast<int>(2e10 / flops)));
+    std::vector<double> runs;
+    for (int r = 0; r < reps; ++r) {
+      double t0 = now_s();
+      run();
+      runs.push_back(flops / (now_s() - t0) / 1e9);
+    }
+    curve.push_back({static_cast<double>(m), median(runs)});
+    if (log) {
+      char buf[128];
+      std::snprintf(buf, sizeof buf, "  cpu expert FFN (f32 activations) rows=%d: %.0f GFLOP/s", m, curve.back().gflops);
+      log(buf);
+    }
+  }
+  return curve;
+}
+
+// A bf16 paged KV cache of n_seq sequences of blocks_per_seq blocks each (GQA 8 kv heads of 128), every
+// element 1.0, and the block tables that give sequence s the blocks s·blocks_per_seq onwards.
+struct ProbeKv {
+  cpu::KvCacheLayer layer;
+  std::vector<uint16_t> k, v;
+  std::vector<int32_t> tables;
+  ProbeKv(int n_seq, int blocks_per_seq, int block) {
+    layer.dtype = DType::BF16;
+    layer.n_block = n_seq * blocks_per_seq;
+    layer.block_size = block;
+    layer.n_head_kv = 8;
+    layer.head_dim = 128;
+    k.assign(layer.block_elems() * layer.n_block, 0x3c00);
+    v.assign(k.size(), 0x3c00);
+    layer.k = k.data();
+    layer.v = v.data();
+    tables.resize(static_cast<size_t>(n_seq) * blocks_per_seq);
+    for (size_t i = 0; i < tables.size(); ++i) tables[i] = static_cast<int32_t>(i);
+  }
+};
+
 struct PromptAttentionProbe {
   std::vector<GemmPoint> by_len;
   double kv_store_gbps = 0;
 };
 PromptAttentionProbe prompt_attention(bool quick) {
-  const int block = 16, hkv = 8, dh = 128, h = 32, total_tokens = quick ? 1024 : 4096;
+  const int block = 16, hkv = 8, dh = 128, h = 32, total_tokens = quick ? 1024 : 4096;  // ProbeKv's heads
   PromptAttentionProbe out;
   const std::vector<int> lens = quick ? std::vector<int>{32, 256} : std::vector<int>{32, 128, 512};
   for (int len : lens) {
     const int n_prompt = std::max(1, total_tokens / len), blocks_per_seq = len / block;
-    cpu::KvCacheLayer kv;
-    kv.dtype = DType::BF16;
-    kv.n_block = n_prompt * blocks_per_seq;
-    kv.block_size = block;
-    kv.n_head_kv = hkv;
-    kv.head_dim = dh;
-    std::vector<uint16_t> kd(kv.block_elems() * kv.n_block, 0x3c00), vd(kv.block_elems() * kv.n_block, 0x3c00);
-    kv.k = kd.data();
-    kv.v = vd.data();
-    std::vector<int32_t> tables(static_cast<size_t>(n_prompt) * blocks_per_seq);
-    for (size_t i = 0; i < tables.size(); ++i) tables[i] = static_cast<int32_t>(i);
+    ProbeKv cache(n_prompt, blocks_per_seq, block);
+    const cpu::KvCacheLayer& kv = cache.layer;
+    const std::vector<int32_t>& tables = cache.tables;
     std::vector<float> q(static_cast<size_t>(len) * h * dh, 0.01f), o(q.size());
     cpu::AttentionParams params;
     params.n_head = h;
@@ -166,19 +229,12 @@ PromptAttentionProbe prompt_attention(bool quick) {
 // Decode attention over a bf16 KV cache (GQA 32/8 heads of 128, Mixtral's shape): the KV bytes read per
 // second, the rate the planner charges CPU attention.
 double attention_gbps(bool quick) {
-  const int n_seq = quick ? 8 : 32, ctx = quick ? 512 : 1024, block = 64, hkv = 8, dh = 128, h = 32;
+  const int n_seq = quick ? 8 : 32, ctx = quick ? 512 : 1024, block = 64, dh = 128, h = 32;  // ProbeKv: 8 kv heads of 128
   const int blocks_per_seq = ctx / block;
-  cpu::KvCacheLayer kv;
-  kv.dtype = DType::BF16;
-  kv.n_block = n_seq * blocks_per_seq;
-  kv.block_size = block;
-  kv.n_head_kv = hkv;
-  kv.head_dim = dh;
-  std::vector<uint16_t> k(kv.block_elems() * kv.n_block, 0x3c00), v(kv.block_elems() * kv.n_block, 0x3c00);
-  kv.k = k.data();
-  kv.v = v.data();
-  std::vector<int32_t> tables(static_cast<size_t>(n_seq) * blocks_per_seq), n_ctx(n_seq, ctx);
-  for (size_t i = 0; i < tables.size(); ++i) tables[i] = static_cast<int32_t>(i);
+  ProbeKv cache(n_seq, blocks_per_seq, block);
+  const cpu::KvCacheLayer& kv = cache.layer;
+  const std::vector<int32_t>& tables = cache.tables;
+  std::vector<int32_t> n_ctx(n_seq, ctx);
   std::vector<float> q(static_cast<size_t>(n_seq) * h * dh, 0.01f), out(q.size());
   cpu::AttentionParams params;
   params.n_head = h;
@@ -229,6 +285,7 @@ HardwareProfile probe_machine(const ProbeOptions& o) {
   cpu.kernels.bf16_exact = gemm_curve(CpuKernel::Bf16Exact, o.quick, o.log);
   cpu.kernels.int8 = gemm_curve(CpuKernel::Int8, o.quick, o.log);
   cpu.kernels.int4 = gemm_curve(CpuKernel::Int4, o.quick, o.log);
+  cpu.kernels.expert_ffn = expert_ffn_curve(o.quick, o.log);
   log("probing CPU prompt attention ...");
   {
     PromptAttentionProbe pa = prompt_attention(o.quick);

@@ -79,6 +79,7 @@ TEST(HardwareProfile, JsonRoundTripKeepsEveryField) {
   hw.cpu.kernels.int4 = {{1, 70}, {16, 500}};
   hw.cpu.kernels.prefill_attention = {{32, 100}, {512, 290}};
   hw.cpu.kernels.kv_store_gbps = 3.5;
+  hw.cpu.kernels.expert_ffn = {{1, 19}, {256, 280}};
   HardwareProfile back = HardwareProfile::from_json(hw.to_json(), "mem.json");
   EXPECT_EQ(back.to_json(), hw.to_json());
   EXPECT_EQ(back.cpu.gemm_curve.size(), 2u);
@@ -177,6 +178,12 @@ TEST(HardwareProfile, EachCpuKernelHasItsOwnCurveAndFallsBackToTheBf16One) {
   EXPECT_DOUBLE_EQ(cpu.kernels.prefill_attention_flops(16), 50e9);
   MemoryLevel bare;
   EXPECT_DOUBLE_EQ(bare.kernels.prefill_attention_flops(128), 0);  // unmeasured: the caller's fallback
+
+  // The expert FFN: its own curve on the exact path; the other kernels scaled by its efficiency there.
+  EXPECT_DOUBLE_EQ(cpu.expert_ffn_flops(16, CpuKernel::Int8), 200e9);  // no FFN curve: the matmul's
+  cpu.kernels.expert_ffn = {{1, 9}, {16, 80}};
+  EXPECT_DOUBLE_EQ(cpu.expert_ffn_flops(16, CpuKernel::Bf16Exact), 80e9);
+  EXPECT_DOUBLE_EQ(cpu.expert_ffn_flops(16, CpuKernel::Int8), 200e9 * 0.8);  // 80 of the exact 100
 }
 
 TEST(HardwareProfile, AKernelCurveWithABadPointNamesIt) {

@@ -73,6 +73,9 @@ ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
   if (!o.hw.empty())
     throw Error("--hw applies to the cpu target; a pipeline target predicts with the profile of its device "
                 "(sim:<profile>) or the one the planner probed");
+  if (o.target.substitute_below > 0)
+    throw Error("--substitute-below applies to the cpu target under --dram-budget; the pipelined executor does not "
+                "substitute on a miss yet");
   if (o.target.dram_budget_gb > 0 || !o.target.record_routing.empty() || o.target.populate)
     throw Error("--dram-budget, --record-routing and --populate apply to the cpu target for now; the pipelined "
                 "executor puts experts on the SSD tier through its policy (ssd_experts_per_layer)");

@@ -44,6 +44,9 @@ struct KernelCurves {
   // empty: the fp32 peak.
   std::vector<GemmPoint> prefill_attention;
   double kv_store_gbps = 0;  // new keys and values written into the paged bf16 cache; 0: not charged
+  // The routed expert's whole FFN (gather the rows, gate and up, SiLU, down) on the exact path, by rows
+  // per expert: what its matmuls reach inside the op. Empty: the matmul curves alone.
+  std::vector<GemmPoint> expert_ffn;
   double prefill_attention_flops(double prompt_len) const;  // FLOP/s; 0 when unmeasured
 };
 
@@ -64,6 +67,10 @@ struct MemoryLevel {
   // GEMM rate of `kernel` at `rows` activation rows, FLOP/s: its measured curve if there is one, else the
   // bf16 curve (capped by the bf16 peak), else the bf16 peak.
   double gemm_flops(double rows, CpuKernel kernel = CpuKernel::Bf16) const;
+  // A routed expert's FFN at `rows` rows with `kernel`'s weights, FLOP/s: the measured expert_ffn curve on
+  // the exact path; for the other kernels their matmul curve times the FFN's efficiency against the exact
+  // matmul at those rows; without an expert_ffn curve, gemm_flops.
+  double expert_ffn_flops(double rows, CpuKernel kernel) const;
 };
 
 struct Links {
