@@ -188,7 +188,7 @@ class CpuModel : public Model {
   // token id is out of range or the KV cache has too few free blocks.
   std::vector<float> forward(std::span<const ForwardItem> items) override;
   // The same, returning a view of the model's logits buffer, valid until the next forward.
-  std::span<const float> forward_view(std::span<const ForwardItem> items);
+  std::span<const float> forward_view(std::span<const ForwardItem> items) override;
 
   struct KvStats {
     int block_size = 0;  // tokens per block

@@ -29,6 +29,16 @@ class Model {
   virtual int kv_block_tokens() const { return 1; }
   // Appends the items' tokens to their sequences and returns logits [rows, V], rows in item order.
   virtual std::vector<float> forward(std::span<const ForwardItem> items) = 0;
+  // The same logits as a view, valid until the next forward: what the generator's loop calls, so a
+  // decode step allocates no logits (the cpu target and the pipelined executor return their own buffer;
+  // this default keeps forward()'s result).
+  virtual std::span<const float> forward_view(std::span<const ForwardItem> items) {
+    view_ = forward(items);
+    return view_;
+  }
+
+ private:
+  std::vector<float> view_;
 };
 
 }  // namespace ferry

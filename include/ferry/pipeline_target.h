@@ -65,6 +65,9 @@ class PipelineTarget final : public Model {
   int64_t kv_blocks() const override { return executor_->kv_blocks(); }
   int kv_block_tokens() const override { return executor_->kv_block_tokens(); }
   std::vector<float> forward(std::span<const ForwardItem> items) override { return executor_->forward(items); }
+  std::span<const float> forward_view(std::span<const ForwardItem> items) override {
+    return executor_->forward_view(items);
+  }
 
   PipelinedModel& executor() { return *executor_; }
   Device& device() { return *device_; }

@@ -232,7 +232,7 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
       std::vector<ForwardItem> items;
       for (Active* a : admitted) items.push_back({a->seq, a->req->prompt, false});
       const auto t0 = Clock::now();
-      std::vector<float> logits = model_.forward(items);
+      const std::span<const float> logits = model_.forward_view(items);
       stats.prefill_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       for (size_t j = 0; j < admitted.size(); ++j) step(*admitted[j], logits.data() + j * V);
       retire_done();
@@ -243,7 +243,7 @@ GenerationStats Generator::run(std::span<const GenerationRequest> requests, cons
     std::vector<ForwardItem> items;
     for (auto& a : active) items.push_back({a->seq, std::span<const TokenId>(&a->next, 1), false});
     const auto t0 = Clock::now();
-    std::vector<float> logits = model_.forward(items);
+    const std::span<const float> logits = model_.forward_view(items);
     stats.decode_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     for (size_t j = 0; j < active.size(); ++j) step(*active[j], logits.data() + j * V);
     retire_done();

@@ -88,9 +88,11 @@ std::vector<GemmPoint> gemm_curve(CpuKernel kernel, bool quick, const std::funct
     };
     run();  // warm up (and first-call allocations)
     double flops = 2.0 * m * n * k;
-    int reps = std::max(2, std::min(quick ? 5 : 20, static_cast<int>(2e10 / flops)));
+    // At least two runs and a quarter of a second (a twentieth with --quick) per point: this VM's memory
+    // bandwidth switches between modes, and the median of a longer window is what a forward sees.
+    const double window = quick ? 0.05 : 0.25;
     std::vector<double> runs;
-    for (int r = 0; r < reps; ++r) {
+    for (double start = now_s(); runs.size() < 2 || (now_s() - start < window && runs.size() < 1000);) {
       double t0 = now_s();
       run();
       runs.push_back(flops / (now_s() - t0) / 1e9);

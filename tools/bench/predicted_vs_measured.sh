@@ -4,8 +4,9 @@
 # experts, top-k and vocabulary; fewer layers, so they fit in DRAM) at several batch sizes.
 #   tools/bench/predicted_vs_measured.sh [BUILD_DIR] [WORK_DIR] [PROMPTS]
 # The machine is probed again before every run (DRAM bandwidth on a VM drifts between runs). Prints one row
-# per (model, batch): predicted and measured tokens/s of the whole run, of decode and of prefill, and the
-# ratio measured / predicted. MODELS="olmoe qwen" runs a subset; DTYPE=int8|int4 the quantised experts.
+# per (model, batch, round): predicted and measured tokens/s of the whole run, of decode and of prefill, and
+# the ratio measured / predicted; with ROUNDS > 1 also the median ratios per cell. MODELS="olmoe qwen" runs a
+# subset, BATCHES="1 16" other batches, DTYPE=int8|int4 the quantised experts.
 set -euo pipefail
 build=${1:-build}
 work=${2:-$(mktemp -d)}
@@ -38,13 +39,15 @@ PY
 
 printf '%-8s %5s %6s | %9s %9s %5s | %9s %9s %5s | %9s %9s %5s\n' model batch dtype "pred tok/s" "meas" ratio \
   "pred dec" "meas" ratio "pred pre" "meas" ratio
+rounds=${ROUNDS:-1}
 for name in $models; do
   dir="$work/$name"
   [ -d "$dir" ] || "$build/make_model" --out "$dir" ${shape[$name]} --context 1024 > /dev/null
   for batch in $batches; do
+   for round in $(seq 1 "$rounds"); do
     requests=$(( batch * 4 < 8 ? 8 : batch * 4 ))
     head -"$requests" "$work/prompts.txt" > "$work/p.txt"
-    run="${name}_${batch}_$dtype"
+    run="${name}_${batch}_${dtype}_$round"
     "$ferry" probe --out "$work/probe_$run.json" > /dev/null 2>&1
     "$ferry" run --target cpu -m "$dir" --prompts "$work/p.txt" -o "$work/out.jsonl" --batch "$batch" -n "$gen" \
       --ignore-eos --expert-dtype "$dtype" --hw "$work/probe_$run.json" --no-progress --metrics "$work/m_$run.json" \
@@ -59,6 +62,26 @@ for key in ("tokens/s (generated, whole run)", "decode tokens/s", "prefill token
     cells.append("%9.1f %9.1f %5.2f" % (r["predicted"], r["measured"], r["ratio"]))
 print("%-8s %5s %6s | %s" % (sys.argv[2], sys.argv[3], sys.argv[4], " | ".join(cells)))
 PY
+   done
   done
 done
-echo "per-part tables: $work/run_<model>_<batch>_<dtype>.txt; the profiles they were predicted on: probe_*.json"
+if [ "$rounds" -gt 1 ]; then
+  python3 - "$work" "$dtype" "$rounds" $models -- $batches <<'PY'
+import json, statistics, sys
+work, dtype, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rest = sys.argv[4:]
+models, batches = rest[:rest.index("--")], rest[rest.index("--") + 1:]
+keys = ("tokens/s (generated, whole run)", "decode tokens/s", "prefill tokens/s")
+print("median ratio over %d rounds (measured / predicted): whole run, decode, prefill" % rounds)
+for m in models:
+    for b in batches:
+        ratios = {k: [] for k in keys}
+        for r in range(1, rounds + 1):
+            rows = {x["what"]: x for x in json.load(open("%s/m_%s_%s_%s_%d.json" % (work, m, b, dtype, r)))
+                    ["predicted_vs_measured"]["rows"]}
+            for k in keys:
+                ratios[k].append(rows[k]["ratio"])
+        print("%-8s %5s  %s" % (m, b, "  ".join("%.2f" % statistics.median(ratios[k]) for k in keys)))
+PY
+fi
+echo "per-part tables: $work/run_<model>_<batch>_<dtype>_<round>.txt; the profiles they were predicted on: probe_*.json"

@@ -79,7 +79,7 @@ class PipelinedModel : public Model {
   std::vector<float> forward(std::span<const ForwardItem> items) override;
   // The same, returning a view of the executor's logits buffer (valid until the next forward).
   // Decode-only forwards allocate nothing once warm.
-  std::span<const float> forward_view(std::span<const ForwardItem> items);
+  std::span<const float> forward_view(std::span<const ForwardItem> items) override;
 
   const PipelineStats& stats() const;
   const planner::Policy& policy() const;
