@@ -26,6 +26,8 @@ struct TargetOptions {
   std::string reader = "auto";        // how expert chunks are read: auto, io_uring or pread
   std::string record_routing;         // cpu target: a JSONL file of every forward's routing
   bool populate = false;              // cpu target, packed stores: fault every mapped page in at load
+  int reserve_tokens = 0;             // cpu target: activation buffers reserved at load for this many tokens
+                                      // per forward (the job's largest prefill); 0: the model's default
   double substitute_below = 0;        // cpu target under a DRAM budget: substitution on a miss (cpu_model.h)
   std::string substitute_dtype = "int4";
 };

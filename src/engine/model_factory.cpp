@@ -1,5 +1,7 @@
 #include "ferry/model_factory.h"
 
+#include <algorithm>
+
 #include "ferry/cpu_model.h"
 #include "ferry/device.h"
 #include "ferry/error.h"
@@ -31,6 +33,7 @@ CpuModelOptions cpu_options(const TargetOptions& o) {
   c.reader = o.reader;
   c.record_routing = o.record_routing;
   c.populate = o.populate;
+  c.max_batch_tokens = std::max(c.max_batch_tokens, o.reserve_tokens);
   c.substitute_below = static_cast<float>(o.substitute_below);
   c.substitute_dtype = precision_dtype(parse_precision(o.substitute_dtype, "--substitute-dtype"));
   return c;

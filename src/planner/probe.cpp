@@ -32,6 +32,20 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// The median rate of `run` (`flops` each) over at least two runs and a quarter of a second (a twentieth with
+// --quick): this VM's memory bandwidth switches between modes, and the median of a longer window is what a
+// forward sees. GFLOP/s.
+double median_gflops(double flops, const std::function<void()>& run, bool quick) {
+  const double window = quick ? 0.05 : 0.25;
+  std::vector<double> runs;
+  for (double start = now_s(); runs.size() < 2 || (now_s() - start < window && runs.size() < 1000);) {
+    double t0 = now_s();
+    run();
+    runs.push_back(flops / (now_s() - t0) / 1e9);
+  }
+  return median(runs);
+}
+
 std::string cpu_model_name() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
@@ -87,17 +101,7 @@ std::vector<GemmPoint> gemm_curve(CpuKernel kernel, bool quick, const std::funct
         cpu::matmul(packed, xf.data(), y.data(), m);
     };
     run();  // warm up (and first-call allocations)
-    double flops = 2.0 * m * n * k;
-    // At least two runs and a quarter of a second (a twentieth with --quick) per point: this VM's memory
-    // bandwidth switches between modes, and the median of a longer window is what a forward sees.
-    const double window = quick ? 0.05 : 0.25;
-    std::vector<double> runs;
-    for (double start = now_s(); runs.size() < 2 || (now_s() - start < window && runs.size() < 1000);) {
-      double t0 = now_s();
-      run();
-      runs.push_back(flops / (now_s() - t0) / 1e9);
-    }
-    curve.push_back({static_cast<double>(m), median(runs)});
+    curve.push_back({static_cast<double>(m), median_gflops(2.0 * m * n * k, run, quick)});
     if (log) {
       char buf[128];
       std::snprintf(buf, sizeof buf, "  cpu gemm %s rows=%d: %.0f GFLOP/s", name, m, curve.back().gflops);
@@ -140,16 +144,8 @@ std::vector<GemmPoint> expert_ffn_curve(bool quick, const std::function<void(con
       cpu::expert_ffn_rows({&e.gate, &e.up, &e.down}, &cpu::matmul_f32_activations, x.data(), index.data(), m,
                            out.data(), x_rows.data(), gate.data(), up.data());
     };
-    for (int i = 0; i < n_expert; ++i) run();
-    const double flops = 2.0 * m * 3.0 * d * f;
-    const int reps = std::max(2 * n_expert, std::min(quick ? 8 : 24, static_cast<int>(2e10 / flops)));
-    std::vector<double> runs;
-    for (int r = 0; r < reps; ++r) {
-      double t0 = now_s();
-      run();
-      runs.push_back(flops / (now_s() - t0) / 1e9);
-    }
-    curve.push_back({static_cast<double>(m), median(runs)});
+    run();  // warm up (and first-call allocations)
+    curve.push_back({static_cast<double>(m), median_gflops(2.0 * m * 3.0 * d * f, run, quick)});
     if (log) {
       char buf[128];
       std::snprintf(buf, sizeof buf, "  cpu expert FFN (f32 activations) rows=%d: %.0f GFLOP/s", m, curve.back().gflops);

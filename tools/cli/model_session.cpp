@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "ferry/cpu_model.h"
 #include "ferry/error.h"
@@ -31,6 +33,19 @@ planner::Workload workload_of(std::span<const GenerationRequest> requests, int m
   return w;
 }
 
+// Tokens of the largest prefill the generator may run over these requests: the `batch` longest prompts,
+// at most its per-forward limit. The cpu target reserves its activation buffers for it at load, so the job's
+// first prefills do not pay for growing them.
+int largest_prefill(std::span<const GenerationRequest> requests, int batch) {
+  std::vector<int64_t> lengths;
+  for (const GenerationRequest& r : requests) lengths.push_back(static_cast<int64_t>(r.prompt.size()));
+  const size_t n = std::min<size_t>(lengths.size(), std::max(1, batch));
+  std::partial_sort(lengths.begin(), lengths.begin() + n, lengths.end(), std::greater<>());
+  int64_t tokens = 0;
+  for (size_t i = 0; i < n; ++i) tokens += lengths[i];
+  return static_cast<int>(std::min<int64_t>(tokens, GeneratorOptions{}.max_prefill_tokens));
+}
+
 // printf into a string
 template <class... A>
 void appendf(std::string& s, const char* fmt, A... args) {
@@ -57,8 +72,10 @@ ModelSession open_model(const Checkpoint& ckpt, const GenerationOptions& given,
         !o.expert_residency.empty())
       throw Error("--policy, --expert-fetch, --expert-residency, --trace and --timeline apply to the pipeline targets (sim:<profile>, cuda, "
                   "pipeline:<device>), not to --target " + o.target.target);
-    s.model = create_model(ckpt, o.target);
     s.max_sequences = o.batch > 0 ? o.batch : kDefaultBatch;
+    TargetOptions t = o.target;
+    t.reserve_tokens = largest_prefill(requests, s.max_sequences);
+    s.model = create_model(ckpt, t);
     if (!o.hw.empty()) {
       const auto* cpu = dynamic_cast<const CpuModel*>(s.model.get());
       if (!cpu)

@@ -31,6 +31,10 @@ namespace {
 
 constexpr size_t kKvAutoMaxBytes = size_t{4} << 30;
 
+// Activation buffers are sized for the next multiple of 256 tokens: prefills of similar size then grow them
+// (a fresh allocation, its pages faulted in) once, not at every slightly larger batch.
+int reserved_tokens(int n_tok) { return (n_tok + 255) / 256 * 256; }
+
 // Grows v to at least n elements; never shrinks, so a buffer allocates only when a forward is larger
 // than every earlier one.
 template <typename T>
@@ -147,7 +151,7 @@ struct CpuModel::Impl {
     if (!o.record_routing.empty()) routing_trace = std::make_unique<experts::RoutingTraceWriter>(o.record_routing);
     seqs.reserve(std::max(1, o.max_sequences));
     const int n_seq = std::max(1, std::min(o.max_sequences, std::max(1, o.max_batch_tokens)));
-    reserve(std::max(1, o.max_batch_tokens), n_seq, n_seq);
+    reserve(reserved_tokens(std::max(1, o.max_batch_tokens)), n_seq, n_seq);
   }
 
   const ModelConfig& config() const { return w.config; }
@@ -315,9 +319,7 @@ struct CpuModel::Impl {
     const int n_rows = validate(items);
     int n_tok = 0;
     for (const ForwardItem& it : items) n_tok += static_cast<int>(it.tokens.size());
-    // Room for the next multiple of 256 tokens: prefills of similar size then grow the buffers (a fresh
-    // allocation, its pages faulted in) once, not at every slightly larger batch.
-    reserve((n_tok + 255) / 256 * 256, static_cast<int>(items.size()), n_rows);
+    reserve(reserved_tokens(n_tok), static_cast<int>(items.size()), n_rows);
 
     // Plan: flatten the tokens, give each sequence the KV blocks its new tokens need.
     int t = 0;
