@@ -2,22 +2,9 @@
 
 #include <algorithm>
 
+#include "ferry/precision.h"
+
 namespace ferry {
-
-namespace {
-
-planner::Precision precision_of(DType t) {
-  switch (t) {
-    case DType::I8:
-      return planner::Precision::Int8;
-    case DType::I4:
-      return planner::Precision::Int4;
-    default:
-      return planner::Precision::Bf16;
-  }
-}
-
-}  // namespace
 
 planner::Policy cpu_target_policy(const ModelConfig& c, const CpuModelOptions& o, int batch, int max_prefill_tokens) {
   planner::Policy p;
@@ -31,7 +18,9 @@ planner::Policy cpu_target_policy(const ModelConfig& c, const CpuModelOptions& o
     p.dram_experts_per_layer.push_back(c.layer_is_moe[l] ? c.n_expert : 0);
     p.ssd_experts_per_layer.push_back(0);
   }
-  p.gpu_expert_precision = p.dram_expert_precision = p.ssd_expert_precision = precision_of(o.expert_dtype);
+  // DType names of the packed expert types are the precision vocabulary (bf16, int8, int4).
+  p.gpu_expert_precision = p.dram_expert_precision = p.ssd_expert_precision =
+      parse_precision(dtype_name(o.expert_dtype), "the cpu target's expert dtype");
   p.group_size = o.group_size;
   // The planner prices the KV cache in bf16 or narrower; an f16 cache reads what a bf16 one does.
   p.kv_precision = planner::Precision::Bf16;

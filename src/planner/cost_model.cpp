@@ -69,11 +69,9 @@ class LayerWork {
     rt.gpu_busy += std::max(comp, mem) * times;
     parts.*part_ += std::max(comp, mem) * times;
   }
-  // A CPU matmul of bf16 weights (the dense kernel: exact unless activations are rounded to bf16), or of
-  // `kernel`'s weights.
-  void cpu(double flops, double bytes, double rows, double times) { cpu(flops, bytes, rows, times, dense_kernel_); }
-  void cpu(double flops, double bytes, double rows, double times, CpuKernel kernel) {
-    cpu_at(flops, bytes, hw_.cpu.gemm_flops(rows, kernel), hw_.cpu.bandwidth_gbps * 1e9, times);
+  // A CPU matmul of bf16 weights (the dense kernel: exact unless activations are rounded to bf16).
+  void cpu(double flops, double bytes, double rows, double times) {
+    cpu_at(flops, bytes, hw_.cpu.gemm_flops(rows, dense_kernel_), hw_.cpu.bandwidth_gbps * 1e9, times);
   }
   // The routed experts' FFNs at `precision`, `rows` rows per expert.
   void cpu_experts(Precision precision, double flops, double bytes, double rows, double times) {
@@ -86,15 +84,14 @@ class LayerWork {
   // measured for that length when there is one; then the new keys and values stored into the cache.
   void cpu_prefill_attention(double flops, double bytes, double kv_written, double prompt_len, double times) {
     double rate = hw_.cpu.kernels.prefill_attention_flops(prompt_len);
-    if (rate <= 0) rate = (hw_.cpu.peak.fp32_tflops > 0 ? hw_.cpu.peak.fp32_tflops : hw_.cpu.peak.bf16_tflops) * 1e12;
+    if (rate <= 0) rate = fp32_peak_flops();
     cpu_at(flops, bytes, rate, hw_.cpu.bandwidth_gbps * 1e9, times);
     if (hw_.cpu.kernels.kv_store_gbps > 0) cpu_at(0, kv_written, 1, hw_.cpu.kernels.kv_store_gbps * 1e9, times);
   }
   // Decode attention on the CPU: fp32 arithmetic, at the measured attention rate when there is one.
   void cpu_attention(double flops, double bytes) {
     double bw = hw_.cpu.attention_gbps > 0 ? hw_.cpu.attention_gbps : hw_.cpu.bandwidth_gbps;
-    double peak = hw_.cpu.peak.fp32_tflops > 0 ? hw_.cpu.peak.fp32_tflops : hw_.cpu.peak.bf16_tflops;
-    cpu_at(flops, bytes, peak * 1e12, bw * 1e9, 1);
+    cpu_at(flops, bytes, fp32_peak_flops(), bw * 1e9, 1);
   }
   void dram(double bytes) { rt.dram += bytes / (hw_.cpu.bandwidth_gbps * 1e9); }
   void h2d(double bytes) { rt.h2d += link_seconds(bytes, hw_.links.h2d_gbps); }
@@ -107,6 +104,10 @@ class LayerWork {
   PartTimes parts;
 
  private:
+  // The CPU's f32 peak (its bf16 one when the profile has no f32 figure), FLOP/s.
+  double fp32_peak_flops() const {
+    return (hw_.cpu.peak.fp32_tflops > 0 ? hw_.cpu.peak.fp32_tflops : hw_.cpu.peak.bf16_tflops) * 1e12;
+  }
   void cpu_at(double flops, double bytes, double flops_rate, double bw, double times) {
     if (times <= 0 || (flops <= 0 && bytes <= 0)) return;
     double comp = flops / flops_rate;

@@ -316,6 +316,7 @@ struct CpuModel::Impl {
   std::span<const float> forward(std::span<const ForwardItem> items) {
     const ModelConfig& c = w.config;
     const auto t_start = std::chrono::steady_clock::now();
+    clock.start();
     const int n_rows = validate(items);
     int n_tok = 0;
     for (const ForwardItem& it : items) n_tok += static_cast<int>(it.tokens.size());
@@ -337,8 +338,7 @@ struct CpuModel::Impl {
     const std::span<const ItemPlan> plan(ws.items.data(), items.size());
     last_weight_bytes = w.dense_bytes();
     part = n_tok == static_cast<int>(items.size()) ? &times.decode : &times.prefill;
-    clock.start();
-    part->setup += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    clock.lap(part->setup);
 
     cpu_target::embed_tokens(c, wv, ws.token.data(), n_tok, ws.h.data());
     clock.lap(part->dense);
